@@ -1,0 +1,143 @@
+"""The losses of Gatys, Ecker & Bethge (2015), in torch, in the paper's notation.
+
+For a layer l with N_l filters, each a feature map of M_l = H_l * W_l positions, the features of
+an image are F of shape (B, N_l, H_l, W_l) (the paper's F^l is one batch item viewed as N_l x M_l).
+
+- content:  L_content = 1/2 * sum_ij (F_ij - P_ij)^2                       (P: the photo's features)
+- Gram:     G_ij = sum_k F_ik F_jk                                           (G = F F^T, N_l x N_l)
+- style:    E_l = 1 / (4 N_l^2 M_l^2) * sum_ij (G_ij - A_ij)^2               (A: the painting's Gram)
+            L_style = sum_l w_l E_l
+- TV:       sum |x[..., i, j+1] - x[..., i, j]| + |x[..., i+1, j] - x[..., i, j]|  (or squared)
+- total:    L_total = alpha * L_content + beta * L_style + gamma * L_TV
+
+Every function preserves dtype, so float64 inputs give float64 losses for gradient checks.
+Sums run over the batch too. The hand-derived gradients dL/dF (used by the "manual" gradient mode
+of :func:`nst_lessons.transfer.style_transfer`) sit beside each loss; numpy twins of all of this,
+written independently, live in :mod:`nst_lessons.scratch` and check one another in the tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from torch import Tensor
+
+
+def _as_nm(F: Tensor) -> Tensor:
+    """(B, N, H, W) -> (B, N, M) with M = H*W."""
+    if F.dim() != 4:
+        raise ValueError(f"expected feature maps of shape (B,N,H,W), got {tuple(F.shape)}")
+    return F.flatten(2)
+
+
+def gram_matrix(F: Tensor) -> Tensor:
+    """G = F F^T, not normalised.
+
+    Args:
+        F: feature maps, shape (B, N, H, W).
+
+    Returns:
+        G, shape (B, N, N).
+    """
+    F_nm = _as_nm(F)
+    return F_nm @ F_nm.transpose(1, 2)
+
+
+def content_loss(F: Tensor, P: Tensor) -> Tensor:
+    """L_content = 1/2 sum (F - P)^2. F, P: shape (B, N, H, W). Returns a scalar."""
+    if F.shape != P.shape:
+        raise ValueError(f"content features {tuple(F.shape)} and target {tuple(P.shape)} differ in shape")
+    return 0.5 * (F - P).pow(2).sum()
+
+
+def content_grad(F: Tensor, P: Tensor) -> Tensor:
+    """dL_content/dF = F - P, shape (B, N, H, W)."""
+    return F - P
+
+
+def _style_norm(F: Tensor) -> tuple[int, int]:
+    _, N, H, W = F.shape
+    return N, H * W
+
+
+def style_layer_loss(F: Tensor, A: Tensor) -> Tensor:
+    """E_l = 1/(4 N^2 M^2) sum (G(F) - A)^2.
+
+    Args:
+        F: the generated image's features at layer l, shape (B, N, H, W).
+        A: the style image's Gram matrix at that layer, shape (B, N, N) or (N, N).
+
+    Returns:
+        A scalar.
+    """
+    N, M = _style_norm(F)
+    G = gram_matrix(F)
+    if A.shape[-2:] != (N, N):
+        raise ValueError(f"style target of shape {tuple(A.shape)} does not match {N} filters")
+    return (G - A).pow(2).sum() / (4 * N**2 * M**2)
+
+
+def style_layer_grad(F: Tensor, A: Tensor) -> Tensor:
+    """dE_l/dF = (G - A) F / (N^2 M^2), shape (B, N, H, W) (G and A are symmetric)."""
+    N, M = _style_norm(F)
+    G = gram_matrix(F)
+    return ((G - A) @ _as_nm(F)).view_as(F) / (N**2 * M**2)
+
+
+def style_loss(
+    features: Mapping[str, Tensor],
+    targets: Mapping[str, Tensor],
+    layer_weights: Mapping[str, float] | None = None,
+) -> Tensor:
+    """L_style = sum_l w_l E_l over the layers in ``targets``.
+
+    Args:
+        features: ``{layer: F}``, each (B, N_l, H_l, W_l).
+        targets: ``{layer: A}``, each the style Gram (B, N_l, N_l) or (N_l, N_l).
+        layer_weights: ``{layer: w_l}``; default 1/|L| for every layer, as in the paper.
+    """
+    weights = layer_weights or {name: 1.0 / len(targets) for name in targets}
+    return sum(weights[name] * style_layer_loss(features[name], A) for name, A in targets.items())
+
+
+def tv_loss(x: Tensor, squared: bool = False) -> Tensor:
+    """Total variation of images x, shape (B, C, H, W) or (C, H, W).
+
+    L1 (default): sum |x[..., i, j+1] - x[..., i, j]| + |x[..., i+1, j] - x[..., i, j]|.
+    ``squared=True``: the same with squared differences (smooth, and gentler on edges it keeps).
+    """
+    dw = x[..., :, 1:] - x[..., :, :-1]
+    dh = x[..., 1:, :] - x[..., :-1, :]
+    if squared:
+        return dw.pow(2).sum() + dh.pow(2).sum()
+    return dw.abs().sum() + dh.abs().sum()
+
+
+def total_loss(
+    alpha: float,
+    content: Tensor,
+    beta: float,
+    style: Tensor,
+    gamma: float = 0.0,
+    tv: Tensor | float = 0.0,
+) -> Tensor:
+    """L_total = alpha * L_content + beta * L_style + gamma * L_TV (scalars in, a scalar out)."""
+    return alpha * content + beta * style + gamma * tv
+
+
+def gram_targets(features: Mapping[str, Tensor], layers: Sequence[str]) -> dict[str, Tensor]:
+    """The style targets A_l = G(F_l) of an image's features, detached."""
+    return {name: gram_matrix(features[name]).detach() for name in layers}
+
+
+__all__ = [
+    "content_grad",
+    "content_loss",
+    "gram_matrix",
+    "gram_targets",
+    "style_layer_grad",
+    "style_layer_loss",
+    "style_loss",
+    "total_loss",
+    "tv_loss",
+]

@@ -1,0 +1,391 @@
+"""VGG-19 built by hand, with named layers, the two published weight sets and their preprocessing.
+
+The network is torchvision's ``vgg19().features`` rebuilt layer by layer, so that a checkpoint in
+torchvision's key layout (``features.N.weight`` / ``features.N.bias``) loads into it unchanged.
+Only the convolutional part exists: style transfer never uses the classifier.
+
+Layer names follow the paper: ``conv{b}_{k}`` is the k-th convolution of block b *before* its
+ReLU, ``relu{b}_{k}`` the rectified map, ``pool{b}`` the pooling that closes block b.
+
+Which one is the paper's "conv4_2"?  The paper writes conv4_2, but Gatys et al.'s Caffe code and
+jcjohnson/neural-style read the *rectified* responses, because Caffe's ReLU runs in place and
+overwrites the convolution's output blob.  In practice "conv4_2" means ``relu4_2`` here, and the
+package's defaults use the relu names.  For the same reason this network never uses in-place
+ReLU: ``nn.ReLU(inplace=True)`` would silently overwrite a stored ``conv*`` feature map with its
+rectified version, and autograd would then differentiate the wrong function.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+# Channels of each block's convolutions; "M" closes a block with 2x2 pooling.
+_CONFIG: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
+
+
+def _layer_names() -> tuple[str, ...]:
+    names: list[str] = []
+    for b, (_, n_convs) in enumerate(_CONFIG, start=1):
+        for k in range(1, n_convs + 1):
+            names += [f"conv{b}_{k}", f"relu{b}_{k}"]
+        names.append(f"pool{b}")
+    return tuple(names)
+
+
+LAYERS: tuple[str, ...] = _layer_names()
+"""The 37 layer names in order: conv1_1, relu1_1, conv1_2, relu1_2, pool1, ..., relu5_4, pool5.
+The position of a name in LAYERS is its index in torchvision's ``vgg19().features``."""
+
+CONV_LAYERS: tuple[str, ...] = tuple(n for n in LAYERS if n.startswith("conv"))
+
+# The two published checkpoints: (file name, URL). The hex part of the file name is the first
+# 8 hex digits of the file's SHA-256, torchvision's convention.
+CHECKPOINTS: dict[str, tuple[str, str]] = {
+    "imagenet": ("vgg19-dcbb9e9d.pth", "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"),
+    "caffe": (
+        "vgg19-d01eb7cb.pth",
+        "https://web.eecs.umich.edu/~justincj/models/vgg19-d01eb7cb.pth",
+    ),
+}
+
+# Preprocessing: "imagenet" takes RGB in [0,1] normalised by the ImageNet mean and std;
+# "caffe" takes BGR in [0,255] minus the Caffe mean pixel (given here in BGR order).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+PREPROCESSING = ("imagenet", "caffe")
+POOLING = ("max", "avg")
+
+_HASH_PREFIX = re.compile(r"-([a-f0-9]{8,})\.")
+
+
+class RandomWeightsWarning(UserWarning):
+    """Raised as a warning whenever a VGG-19 with random weights is built."""
+
+
+class WeightsError(RuntimeError):
+    """A checkpoint could not be obtained or does not hold a VGG-19."""
+
+
+def resolve_layer(name: str) -> int:
+    """Index of a layer name in :data:`LAYERS`; a clear ``ValueError`` for an unknown name."""
+    try:
+        return LAYERS.index(name)
+    except ValueError:
+        raise ValueError(
+            f"unknown VGG-19 layer {name!r}; expected one of conv1_1, relu1_1, ..., pool5 "
+            "(see nst_lessons.vgg.LAYERS)"
+        ) from None
+
+
+class VGG19(nn.Module):
+    """The convolutional part of VGG-19 with named feature extraction.
+
+    Attributes:
+        features: ``nn.Sequential`` of the 37 layers, indexed as in torchvision.
+        preprocessing: ``"imagenet"`` or ``"caffe"``: what the weights expect (see :meth:`preprocess`).
+        pooling: ``"max"`` or ``"avg"``.
+        weights: a description of where the weights came from ("imagenet", "caffe", a path, "random").
+    """
+
+    def __init__(self, pooling: str = "max", preprocessing: str = "imagenet") -> None:
+        super().__init__()
+        if pooling not in POOLING:
+            raise ValueError(f"unknown pooling {pooling!r}; expected 'max' or 'avg'")
+        if preprocessing not in PREPROCESSING:
+            raise ValueError(f"unknown preprocessing {preprocessing!r}; expected 'imagenet' or 'caffe'")
+        layers: list[nn.Module] = []
+        c_in = 3
+        for c_out, n_convs in _CONFIG:
+            for _ in range(n_convs):
+                layers += [nn.Conv2d(c_in, c_out, kernel_size=3, padding=1), nn.ReLU(inplace=False)]
+                c_in = c_out
+            layers.append(nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2))
+        self.features = nn.Sequential(*layers)
+        self.pooling = pooling
+        self.preprocessing = preprocessing
+        self.weights = "random"
+        self.requires_grad_(False)
+
+    def preprocess(self, image: Tensor) -> Tensor:
+        """Map RGB in [0,1], shape (B,3,H,W), to the input the weights were trained on."""
+        if self.preprocessing == "imagenet":
+            mean = image.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+            std = image.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+            return (image - mean) / std
+        bgr = image.flip(1) * 255.0
+        return bgr - bgr.new_tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1)
+
+    def extract(self, image: Tensor, layers: Iterable[str]) -> dict[str, Tensor]:
+        """Feature maps of ``image`` at the named layers.
+
+        Args:
+            image: RGB in [0,1], shape (B,3,H,W); preprocessing is applied here.
+            layers: names from :data:`LAYERS`, in any order, repeats allowed.
+
+        Returns:
+            ``{name: F}`` with F of shape (B, N_l, H_l, W_l). The network runs only as deep as the
+            deepest requested layer.
+        """
+        wanted = {resolve_layer(name): name for name in layers}
+        if not wanted:
+            return {}
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise ValueError(f"expected an image batch of shape (B,3,H,W), got {tuple(image.shape)}")
+        out: dict[str, Tensor] = {}
+        h = self.preprocess(image)
+        for i in range(max(wanted) + 1):
+            h = self.features[i](h)
+            if i in wanted:
+                out[wanted[i]] = h
+        return out
+
+    def forward(self, image: Tensor) -> Tensor:
+        """All 37 layers: (B,3,H,W) RGB in [0,1] -> pool5 output (B,512,H/32,W/32)."""
+        return self.features(self.preprocess(image))
+
+    def extra_repr(self) -> str:
+        return f"weights={self.weights!r}, pooling={self.pooling!r}, preprocessing={self.preprocessing!r}"
+
+
+# --------------------------------------------------------------------------- weights
+
+
+def weights_home() -> Path:
+    """Where downloaded weights are cached: ``$NST_LESSONS_HOME`` or torch's hub ``checkpoints``."""
+    home = os.environ.get("NST_LESSONS_HOME")
+    if home:
+        return Path(home).expanduser()
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def checkpoint_url(weights: str) -> str:
+    """The URL of a published checkpoint, honouring ``$NST_LESSONS_WEIGHTS_MIRROR``."""
+    file_name, url = CHECKPOINTS[weights]
+    mirror = os.environ.get("NST_LESSONS_WEIGHTS_MIRROR")
+    return f"{mirror.rstrip('/')}/{file_name}" if mirror else url
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _expected_prefix(file_name: str) -> str:
+    match = _HASH_PREFIX.search(file_name)
+    if match is None:
+        raise ValueError(f"{file_name!r} carries no SHA-256 prefix")
+    return match.group(1)
+
+
+def download(url: str, dest: Path, *, progress: bool = True) -> Path:
+    """Download ``url`` to ``dest``, verifying the SHA-256 prefix in ``dest``'s file name.
+
+    The bytes go to a temporary file beside ``dest`` and are moved into place only once the hash
+    matches, so an interrupted or corrupt download never appears under the final name.
+    """
+    prefix = _expected_prefix(dest.name)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".partial", dir=dest.parent)
+    tmp = Path(tmp_name)
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+            total = int(response.headers.get("Content-Length") or 0)
+            done = 0
+            for block in iter(lambda: response.read(1 << 20), b""):
+                out.write(block)
+                digest.update(block)
+                done += len(block)
+                if progress and total:
+                    print(f"\rdownloading {dest.name}: {done / total:6.1%}", end="", file=sys.stderr)
+            if progress and total:
+                print(file=sys.stderr)
+            if total and done != total:
+                raise WeightsError(f"download of {url} stopped after {done} of {total} bytes")
+        if not digest.hexdigest().startswith(prefix):
+            raise WeightsError(
+                f"checksum mismatch for {url}: SHA-256 {digest.hexdigest()[:16]}... does not start "
+                f"with {prefix}; the file was discarded"
+            )
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def _offline_message(weights: str, url: str, dest: Path, reason: object) -> str:
+    return (
+        f"could not download the {weights!r} VGG-19 weights from {url} ({reason}); put the file "
+        f"there by hand at {dest}, set NST_LESSONS_WEIGHTS_MIRROR to a mirror that has it, or "
+        "use weights='random' (offline; results will not look like the paper's)"
+    )
+
+
+def _conv_state(state: Mapping[str, object], source: str) -> dict[str, Tensor]:
+    """Keep the ``features.*`` entries of a torchvision-layout state dict and check their shapes."""
+    template = VGG19().state_dict()
+    conv = {k: v for k, v in state.items() if k.startswith("features.")}
+    missing = sorted(set(template) - set(conv), key=lambda k: int(k.split(".")[1]))
+    if missing:
+        raise WeightsError(f"{source} is not a VGG-19 checkpoint in torchvision's layout: no {missing[0]}")
+    for key, value in conv.items():
+        if key not in template:
+            raise WeightsError(f"{source} has an unexpected key {key}")
+        if not isinstance(value, Tensor) or value.shape != template[key].shape:
+            shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
+            raise WeightsError(f"{source}: {key} has shape {shape}, expected {tuple(template[key].shape)}")
+    return conv
+
+
+def _read_checkpoint(path: Path) -> dict[str, Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated zip, a pickle with code in it, not a checkpoint at all
+        raise WeightsError(f"{path} is not a readable torch checkpoint ({type(error).__name__})") from None
+    if not isinstance(state, Mapping):
+        raise WeightsError(f"{path} does not hold a state dict")
+    return _conv_state(state, str(path))
+
+
+def fetch_weights(weights: str, *, progress: bool = True) -> Path:
+    """Path of the convolutional weights of a published checkpoint, downloading once if needed.
+
+    The full checkpoint (about 550 MB with the classifier) is verified against its SHA-256 prefix,
+    then only its ``features.*`` part (about 80 MB) is kept, as ``<name>.features.pth`` beside it.
+    A cached file that fails to load is removed and fetched again.
+    """
+    if weights not in CHECKPOINTS:
+        raise ValueError(f"unknown weights {weights!r}; expected one of {', '.join(WEIGHTS)} or a path")
+    file_name, _ = CHECKPOINTS[weights]
+    home = weights_home()
+    full = home / file_name
+    conv = home / (Path(file_name).stem + ".features.pth")
+    if conv.exists():
+        try:
+            _read_checkpoint(conv)
+            return conv
+        except WeightsError:
+            conv.unlink()
+    if full.exists() and not _sha256(full).startswith(_expected_prefix(file_name)):
+        full.unlink()  # a hand-placed or partial file that is not the published one
+    if not full.exists():
+        url = checkpoint_url(weights)
+        try:
+            download(url, full, progress=progress)
+        except (urllib.error.URLError, OSError, TimeoutError) as error:
+            reason = getattr(error, "reason", error)
+            raise WeightsError(_offline_message(weights, url, full, reason)) from None
+    state = _read_checkpoint(full)
+    fd, tmp_name = tempfile.mkstemp(prefix=conv.name + ".", suffix=".partial", dir=home)
+    os.close(fd)
+    try:
+        torch.save(state, tmp_name)
+        os.replace(tmp_name, conv)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+    full.unlink()
+    return conv
+
+
+WEIGHTS = ("imagenet", "caffe", "random")
+
+
+def load_vgg19(
+    weights: str | os.PathLike[str] = "imagenet",
+    pooling: str = "max",
+    device: str | torch.device | None = None,
+    *,
+    preprocessing: str | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> VGG19:
+    """Build VGG-19 and load its weights.
+
+    Args:
+        weights: ``"imagenet"`` (torchvision's ``vgg19-dcbb9e9d.pth``), ``"caffe"`` (the original
+            Caffe weights as converted by jcjohnson, ``vgg19-d01eb7cb.pth``), a path to a local
+            checkpoint in torchvision's key layout (other keys such as ``classifier.*`` ignored), or
+            ``"random"`` (He-initialised from ``seed``, announced with a :class:`RandomWeightsWarning`).
+        pooling: ``"max"`` or ``"avg"`` (the paper replaces max pooling by average pooling).
+        device: where the model lives; ``None`` means CUDA when available, else CPU.
+        preprocessing: ``"imagenet"`` or ``"caffe"``; ``None`` infers it from ``weights``
+            (``"caffe"`` for the Caffe weights or a file named like them).
+        seed: the seed for ``"random"``.
+        progress: show download progress.
+
+    Returns:
+        A :class:`VGG19` in eval mode with ``requires_grad=False`` parameters.
+    """
+    source = os.fspath(weights)
+    if preprocessing is None:
+        is_caffe = source == "caffe" or Path(source).name.startswith(CHECKPOINTS["caffe"][0][:-4])
+        preprocessing = "caffe" if is_caffe else "imagenet"
+    model = VGG19(pooling=pooling, preprocessing=preprocessing)
+    if source == "random":
+        generator = torch.Generator().manual_seed(seed)
+        for module in model.features:
+            if isinstance(module, nn.Conv2d):
+                fan_in = module.in_channels * 9
+                module.weight.copy_(torch.randn(module.weight.shape, generator=generator) * (2 / fan_in) ** 0.5)
+                module.bias.zero_()
+        warnings.warn(
+            "VGG-19 with weights='random': no trained weights are used, so images will not look "
+            "like the paper's (fine for tests, timing and learning the mechanics)",
+            RandomWeightsWarning,
+            stacklevel=2,
+        )
+    else:
+        if source in CHECKPOINTS:
+            path = fetch_weights(source, progress=progress)
+        elif Path(source).is_file():
+            path = Path(source)
+        elif os.sep in source or source.endswith((".pth", ".pt")):
+            raise WeightsError(f"no checkpoint file at {source}")
+        else:
+            raise ValueError(f"unknown weights {source!r}; expected one of {', '.join(WEIGHTS)} or a path")
+        model.load_state_dict(_read_checkpoint(path))
+    model.weights = source
+    return model.eval().to(default_device(device))
+
+
+def default_device(device: str | torch.device | None = None) -> torch.device:
+    """``device`` as a ``torch.device``; ``None`` means CUDA when available, else CPU."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+__all__ = [
+    "CHECKPOINTS",
+    "CONV_LAYERS",
+    "LAYERS",
+    "POOLING",
+    "PREPROCESSING",
+    "RandomWeightsWarning",
+    "VGG19",
+    "WEIGHTS",
+    "WeightsError",
+    "checkpoint_url",
+    "default_device",
+    "download",
+    "fetch_weights",
+    "load_vgg19",
+    "resolve_layer",
+    "weights_home",
+]
