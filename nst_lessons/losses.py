@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import torch
 from torch import Tensor
 
 
@@ -113,6 +114,20 @@ def tv_loss(x: Tensor, squared: bool = False) -> Tensor:
     return dw.abs().sum() + dh.abs().sum()
 
 
+def tv_grad(x: Tensor, squared: bool = False) -> Tensor:
+    """dL_TV/dx, same shape as x: each difference d = x[k+1] - x[k] sends dphi/dd to x[k+1] and its
+    negative to x[k], with dphi/dd = sign(d) for the L1 form (0 at d = 0, as autograd does) or 2d."""
+    dw = x[..., :, 1:] - x[..., :, :-1]
+    dh = x[..., 1:, :] - x[..., :-1, :]
+    gw, gh = (2 * dw, 2 * dh) if squared else (dw.sign(), dh.sign())
+    g = torch.zeros_like(x)
+    g[..., :, 1:] += gw
+    g[..., :, :-1] -= gw
+    g[..., 1:, :] += gh
+    g[..., :-1, :] -= gh
+    return g
+
+
 def total_loss(
     alpha: float,
     content: Tensor,
@@ -139,5 +154,6 @@ __all__ = [
     "style_layer_loss",
     "style_loss",
     "total_loss",
+    "tv_grad",
     "tv_loss",
 ]

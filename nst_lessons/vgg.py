@@ -17,19 +17,17 @@ rectified version, and autograd would then differentiate the wrong function.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
-import sys
 import tempfile
 import urllib.error
-import urllib.request
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from nst_lessons.download import ChecksumError, download, sha256_of
 
 # Channels of each block's convolutions; "M" closes a block with 2x2 pooling.
 _CONFIG: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
@@ -67,9 +65,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 PREPROCESSING = ("imagenet", "caffe")
 POOLING = ("max", "avg")
-
-_HASH_PREFIX = re.compile(r"-([a-f0-9]{8,})\.")
-
 
 class RandomWeightsWarning(UserWarning):
     """Raised as a warning whenever a VGG-19 with random weights is built."""
@@ -178,57 +173,6 @@ def checkpoint_url(weights: str) -> str:
     return f"{mirror.rstrip('/')}/{file_name}" if mirror else url
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _expected_prefix(file_name: str) -> str:
-    match = _HASH_PREFIX.search(file_name)
-    if match is None:
-        raise ValueError(f"{file_name!r} carries no SHA-256 prefix")
-    return match.group(1)
-
-
-def download(url: str, dest: Path, *, progress: bool = True) -> Path:
-    """Download ``url`` to ``dest``, verifying the SHA-256 prefix in ``dest``'s file name.
-
-    The bytes go to a temporary file beside ``dest`` and are moved into place only once the hash
-    matches, so an interrupted or corrupt download never appears under the final name.
-    """
-    prefix = _expected_prefix(dest.name)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".partial", dir=dest.parent)
-    tmp = Path(tmp_name)
-    digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            total = int(response.headers.get("Content-Length") or 0)
-            done = 0
-            for block in iter(lambda: response.read(1 << 20), b""):
-                out.write(block)
-                digest.update(block)
-                done += len(block)
-                if progress and total:
-                    print(f"\rdownloading {dest.name}: {done / total:6.1%}", end="", file=sys.stderr)
-            if progress and total:
-                print(file=sys.stderr)
-            if total and done != total:
-                raise WeightsError(f"download of {url} stopped after {done} of {total} bytes")
-        if not digest.hexdigest().startswith(prefix):
-            raise WeightsError(
-                f"checksum mismatch for {url}: SHA-256 {digest.hexdigest()[:16]}... does not start "
-                f"with {prefix}; the file was discarded"
-            )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
-
-
 def _offline_message(weights: str, url: str, dest: Path, reason: object) -> str:
     return (
         f"could not download the {weights!r} VGG-19 weights from {url} ({reason}); put the file "
@@ -282,12 +226,15 @@ def fetch_weights(weights: str, *, progress: bool = True) -> Path:
             return conv
         except WeightsError:
             conv.unlink()
-    if full.exists() and not _sha256(full).startswith(_expected_prefix(file_name)):
+    prefix = file_name.split("-")[1].split(".")[0]  # torchvision's convention: name-<sha256 prefix>.pth
+    if full.exists() and not sha256_of(full).startswith(prefix):
         full.unlink()  # a hand-placed or partial file that is not the published one
     if not full.exists():
         url = checkpoint_url(weights)
         try:
-            download(url, full, progress=progress)
+            download(url, full, sha256=prefix, progress=progress)
+        except ChecksumError as error:
+            raise WeightsError(str(error)) from None
         except (urllib.error.URLError, OSError, TimeoutError) as error:
             reason = getattr(error, "reason", error)
             raise WeightsError(_offline_message(weights, url, full, reason)) from None
@@ -383,7 +330,6 @@ __all__ = [
     "WeightsError",
     "checkpoint_url",
     "default_device",
-    "download",
     "fetch_weights",
     "load_vgg19",
     "resolve_layer",

@@ -1,0 +1,235 @@
+"""The ``nst-lessons`` command (also ``python -m nst_lessons``).
+
+    nst-lessons transfer CONTENT STYLE -o OUT.png [options]   stylise a photo
+    nst-lessons weights {imagenet,caffe}                      download VGG-19 weights once
+    nst-lessons examples                                      list the example images
+
+Bad input ends with one line on stderr, exit status 2, and no output file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from nst_lessons import __version__
+from nst_lessons.data import CLASSICS, EXAMPLES, OFFLINE, resolve_image
+from nst_lessons.images import MIN_SIDE, ImageError, save_image
+from nst_lessons.transfer import CONTENT_LAYERS, INITS, OPTIMIZERS, STYLE_LAYERS, style_transfer
+from nst_lessons.vgg import CHECKPOINTS, POOLING, WEIGHTS, WeightsError, fetch_weights, resolve_layer, weights_home
+
+
+class UsageError(Exception):
+    """A bad argument, reported as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``prog: error: ...``) rather than usage + error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: error: {message} (see --help)")
+
+
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _layers(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    for name in names:
+        try:
+            resolve_layer(name)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return names
+
+
+def _style_layers(text: str) -> dict[str, float] | list[str]:
+    """``relu1_1,relu2_1`` (equal weights) or ``relu1_1:0.5,relu2_1:0.5`` (w_l given)."""
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if all(":" not in item for item in items):
+        return _layers(text)
+    weights: dict[str, float] = {}
+    for item in items:
+        name, _, w = item.partition(":")
+        _layers(name)
+        weights[name] = _non_negative(w or "1")
+    return weights
+
+
+def _weights(text: str) -> str:
+    if text in WEIGHTS or Path(text).is_file():
+        return text
+    raise argparse.ArgumentTypeError(f"unknown weights {text!r}; expected {', '.join(WEIGHTS)} or a checkpoint file")
+
+
+def _device(text: str) -> torch.device:
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; expected cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError("CUDA was asked for but no CUDA GPU is available to torch")
+    return device
+
+
+def _add_transfer(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "transfer",
+        help="render a content photo in the style of a painting",
+        description="Neural style transfer (Gatys et al., 2015): optimise the pixels of OUT so that its "
+        "VGG-19 features match CONTENT's content and STYLE's style. CONTENT and STYLE are image files "
+        f"or example names ({', '.join(EXAMPLES)}).",
+    )
+    p.add_argument("content", help="content image: a file, or an example name such as grace_hopper")
+    p.add_argument("style", help="style image: a file, or an example name such as starry_night or strokes")
+    p.add_argument("-o", "--output", type=Path, required=True, help="where to write the result (.png, .jpg, ...)")
+    p.add_argument("--size", type=_int_at_least(MIN_SIDE), default=512, help="long side of the output in px (default 512)")
+    p.add_argument("--style-size", type=_int_at_least(MIN_SIDE), help="long side of the style image in px (default: --size)")
+    p.add_argument("--iterations", type=_int_at_least(1), default=500, help="optimiser iterations (default 500)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="lbfgs", help="default lbfgs")
+    p.add_argument("--learning-rate", type=_non_negative, default=0.02, help="Adam's step size (default 0.02)")
+    p.add_argument("--init", default="content", help=f"starting image: {', '.join(INITS)} or an image file (default content)")
+    p.add_argument(
+        "--weights",
+        type=_weights,
+        default="imagenet",
+        help="VGG-19 weights: imagenet, caffe, random (offline; not the paper's look) or a checkpoint file (default imagenet)",
+    )
+    p.add_argument("--pooling", choices=POOLING, default="max", help="default max; the paper uses avg")
+    p.add_argument("--device", type=_device, help="cpu, cuda or cuda:N (default: cuda when available)")
+    p.add_argument("--seed", type=int, help="seed for the noise init and random weights")
+    p.add_argument("--content-layers", type=_layers, default=list(CONTENT_LAYERS), help="comma-separated (default relu4_2)")
+    p.add_argument(
+        "--style-layers",
+        type=_style_layers,
+        default=list(STYLE_LAYERS),
+        help="comma-separated, optionally name:weight (default relu1_1,...,relu5_1, equal weights)",
+    )
+    p.add_argument("--content-weight", type=_non_negative, help="alpha (default depends on --weights)")
+    p.add_argument("--style-weight", type=_non_negative, help="beta (default depends on --weights)")
+    p.add_argument("--tv-weight", type=_non_negative, help="gamma, total variation (default depends on --weights)")
+    p.add_argument("--tv-squared", action="store_true", help="squared total variation instead of the L1 form")
+    p.add_argument("--gradients", choices=("autograd", "manual"), default="autograd", help="hand-derived dL/dF with 'manual'")
+    p.add_argument("--history", type=Path, help="also write the loss history to this JSON file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_transfer)
+
+
+def _check_output(path: Path, kind: str) -> None:
+    if not path.parent.is_dir():
+        raise ImageError(f"cannot write {path}: folder {path.parent} does not exist")
+    if kind == "image" and Image.registered_extensions().get(path.suffix.lower()) is None:
+        raise ImageError(f"cannot tell an image format from {path.name!r}; use .png or .jpg")
+
+
+def _run_transfer(args: argparse.Namespace) -> int:
+    content, style = resolve_image(args.content), resolve_image(args.style)
+    _check_output(args.output, "image")
+    if args.history is not None:
+        _check_output(args.history, "json")
+    init = args.init if args.init in INITS else str(resolve_image(args.init))
+    result = style_transfer(
+        content, style, size=args.size, style_size=args.style_size, iterations=args.iterations,
+        optimizer=args.optimizer, learning_rate=args.learning_rate, content_layers=args.content_layers,
+        style_layers=args.style_layers, content_weight=args.content_weight, style_weight=args.style_weight,
+        tv_weight=args.tv_weight, tv_squared=args.tv_squared, init=init, weights=args.weights,
+        pooling=args.pooling, device=args.device, seed=args.seed, gradients=args.gradients,
+        progress=not args.quiet,
+    )  # fmt: skip
+    save_image(result.image, args.output)
+    if args.history is not None:
+        args.history.write_text(json.dumps({"settings": result.settings, "history": result.history}, indent=1, default=str))
+    per_it = 1000 * result.seconds / max(result.iterations, 1)
+    print(
+        f"wrote {args.output} ({result.image.width}x{result.image.height}) after {result.iterations} iterations "
+        f"in {result.seconds:.1f} s ({per_it:.1f} ms/iteration), best loss {result.best_loss:.4g}"
+    )
+    return 0
+
+
+def _add_weights(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "weights",
+        help="download and cache VGG-19 weights",
+        description="Download a published VGG-19 checkpoint once, verify its SHA-256 and keep its "
+        "convolutional part under $NST_LESSONS_HOME (default: torch's hub cache). "
+        "$NST_LESSONS_WEIGHTS_MIRROR=<base URL> fetches from a mirror holding the same file names.",
+    )
+    p.add_argument("name", choices=tuple(CHECKPOINTS), help="which weights")
+    p.set_defaults(func=lambda args: print(fetch_weights(args.name)) or 0)
+
+
+def _add_examples(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("examples", help="list the example images", description="List the example images.")
+    p.set_defaults(func=_run_examples)
+
+
+def _run_examples(args: argparse.Namespace) -> int:
+    for name in OFFLINE:
+        print(f"{name:16} offline")
+    for name in CLASSICS:
+        print(f"{name:16} downloaded once")
+    print(f"cache: {weights_home()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nst-lessons", description="Neural style transfer, taught from first principles.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(title="commands", dest="command", required=True, parser_class=_Parser)
+    _add_transfer(subparsers)
+    _add_weights(subparsers)
+    _add_examples(subparsers)
+    return parser
+
+
+def _warn(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    print(f"nst-lessons: warning: {message}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    warnings.showwarning = _warn
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except UsageError as error:
+        print(error, file=sys.stderr)
+    except (ImageError, WeightsError, ValueError, OSError) as error:
+        print(f"nst-lessons: error: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("nst-lessons: interrupted", file=sys.stderr)
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
