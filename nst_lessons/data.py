@@ -14,6 +14,7 @@ Regenerate the committed style images with ``python -m nst_lessons.data``.
 
 from __future__ import annotations
 
+import http.client
 import os
 import urllib.error
 from pathlib import Path
@@ -72,7 +73,7 @@ def fetch_classic(name: str, *, progress: bool = True) -> Path:
         return download(url, dest, sha256=sha256, progress=progress)
     except ChecksumError:
         raise
-    except (urllib.error.URLError, OSError, TimeoutError) as error:
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         reason = getattr(error, "reason", error)
         raise ImageError(
             f"could not download {name!r} from {url} ({reason}); put the file at {dest} by hand "

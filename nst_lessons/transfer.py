@@ -8,6 +8,7 @@ The optimiser is L-BFGS by default (as in the paper and jcjohnson/neural-style),
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import sys
@@ -231,6 +232,7 @@ def style_transfer(
     learning_rate: float = 0.02,
     history_size: int = 100,
     gradients: str = "autograd",
+    dtype: torch.dtype = torch.float32,
     callback: Callable[[TransferState], bool | None] | None = None,
     progress: bool = True,
 ) -> TransferResult:
@@ -254,6 +256,9 @@ def style_transfer(
         device: ``None`` means CUDA when available.
         seed: seeds the noise init and ``"random"`` weights; ``None`` means 0.
         gradients: ``"autograd"`` or ``"manual"`` (hand-derived dL/dF, see :class:`Objective`).
+        dtype: ``torch.float64`` runs the whole optimisation in double precision (for checks:
+            L-BFGS amplifies float32 rounding, so two float32 runs that differ only in rounding
+            part ways after a few iterations).
         callback: called with a :class:`TransferState` after each iteration; returning ``True`` stops.
         progress: draw a progress bar on stderr.
 
@@ -288,8 +293,10 @@ def style_transfer(
     for name, value in (("content_weight", alpha), ("style_weight", beta), ("tv_weight", gamma)):
         _check_weight(name, value)
 
-    p = to_tensor(content_image, device)
-    a = to_tensor(style_image, device)
+    if next(model.parameters()).dtype != dtype:
+        model = copy.deepcopy(model).to(dtype)  # never change a caller's model in place
+    p = to_tensor(content_image, device, dtype)
+    a = to_tensor(style_image, device, dtype)
     objective = Objective(model, p, a, content_layers, layer_weights, alpha, beta, gamma, tv_squared, gradients)
     x = _initial_image(init, p, style_image, seed).requires_grad_(True)
 
@@ -304,7 +311,7 @@ def style_transfer(
 
     records: list[Tensor] = []
     stamps: list[float] = []
-    best_loss = torch.full((), math.inf, device=device)
+    best_loss = torch.full((), math.inf, device=device, dtype=dtype)
     best_x = x.detach().clone()
     start = time.perf_counter()
 

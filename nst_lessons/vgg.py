@@ -17,6 +17,7 @@ rectified version, and autograd would then differentiate the wrong function.
 
 from __future__ import annotations
 
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -235,7 +236,7 @@ def fetch_weights(weights: str, *, progress: bool = True) -> Path:
             download(url, full, sha256=prefix, progress=progress)
         except ChecksumError as error:
             raise WeightsError(str(error)) from None
-        except (urllib.error.URLError, OSError, TimeoutError) as error:
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
             reason = getattr(error, "reason", error)
             raise WeightsError(_offline_message(weights, url, full, reason)) from None
     state = _read_checkpoint(full)
