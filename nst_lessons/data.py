@@ -24,6 +24,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter
 
 from nst_lessons.download import ChecksumError, download, sha256_of
+from nst_lessons.files import atomic_path
 from nst_lessons.images import ImageError
 
 _REPO_DATA = Path(__file__).resolve().parent.parent / "data"
@@ -144,7 +145,8 @@ def example_path(name: str, *, progress: bool = True) -> Path:
         cached = images_home() / f"{name}.png"  # an installed package has no data/ folder
         if not cached.is_file():
             cached.parent.mkdir(parents=True, exist_ok=True)
-            generate_style(name).save(cached)
+            with atomic_path(cached) as tmp:
+                generate_style(name).save(tmp, format="PNG")
         return cached
     if name in CLASSICS:
         return fetch_classic(name, progress=progress)
@@ -154,7 +156,7 @@ def example_path(name: str, *, progress: bool = True) -> Path:
 def resolve_image(name_or_path: str | os.PathLike[str]) -> Path:
     """A path that exists, else an example's name; a clear :class:`ImageError` otherwise."""
     path = Path(name_or_path)
-    if path.exists():
+    if path.is_file():
         return path
     if str(name_or_path) in EXAMPLES:
         return example_path(str(name_or_path))

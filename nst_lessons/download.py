@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
-import tempfile
 import urllib.request
 from pathlib import Path
+
+from nst_lessons.files import atomic_path
 
 
 class ChecksumError(OSError):
@@ -33,24 +33,21 @@ def download(url: str, dest: Path, *, sha256: str, progress: bool = True) -> Pat
 
     Raises:
         ChecksumError: the hash does not match.
-        urllib.error.URLError, OSError: the download failed (offline, 404, truncated).
+        urllib.error.URLError, http.client.HTTPException, OSError: the download failed.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".", suffix=".partial", dir=dest.parent)
-    tmp = Path(tmp_name)
     digest = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            total = int(response.headers.get("Content-Length") or 0)
-            done = 0
-            for block in iter(lambda: response.read(1 << 20), b""):
-                out.write(block)
-                digest.update(block)
-                done += len(block)
-                if progress and total:
-                    print(f"\rdownloading {dest.name}: {done / total:6.1%}", end="", file=sys.stderr)
+    with atomic_path(dest) as tmp, open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+        total = int(response.headers.get("Content-Length") or 0)
+        done = 0
+        for block in iter(lambda: response.read(1 << 20), b""):
+            out.write(block)
+            digest.update(block)
+            done += len(block)
             if progress and total:
-                print(file=sys.stderr)
+                print(f"\rdownloading {dest.name}: {done / total:6.1%}", end="", file=sys.stderr)
+        if progress and total:
+            print(file=sys.stderr)
         if total and done != total:
             raise OSError(f"download of {url} stopped after {done} of {total} bytes")
         if not digest.hexdigest().startswith(sha256.lower()):
@@ -58,7 +55,5 @@ def download(url: str, dest: Path, *, sha256: str, progress: bool = True) -> Pat
                 f"checksum mismatch for {url}: SHA-256 {digest.hexdigest()[:16]}... is not the "
                 f"pinned {sha256[:16]}...; the file was discarded"
             )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
+        out.flush()
     return dest

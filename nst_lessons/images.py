@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
+
+from nst_lessons.files import atomic_path
 
 MIN_SIDE = 32
 """Smallest accepted side in pixels: VGG-19's five poolings leave nothing of a smaller image."""
@@ -29,7 +32,11 @@ def _open(path: str | os.PathLike[str]) -> Image.Image:
     if not path.is_file():
         raise ImageError(f"no image file at {path}")
     try:
-        with Image.open(path) as im:
+        with warnings.catch_warnings():
+            # Pillow warns from 89 Mpx; our own limit, checked below, is the one that decides.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
             if im.width * im.height > MAX_PIXELS:
                 raise ImageError(
                     f"{path} is {im.width}x{im.height} pixels, over the limit of {MAX_PIXELS:,} "
@@ -47,10 +54,16 @@ def _open(path: str | os.PathLike[str]) -> Image.Image:
 
 def _to_rgb(im: Image.Image) -> Image.Image:
     """Any Pillow mode -> 8-bit RGB: alpha composited on white, 16-bit and float rescaled, CMYK converted."""
-    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        a = np.asarray(im, dtype=np.float64)
-        scale = 1.0 if im.mode == "F" and a.max(initial=0) <= 1.0 else (255.0 if a.max(initial=0) <= 255 else 65535.0)
-        im = Image.fromarray(np.clip(a / scale * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    if im.mode.startswith("I;16"):
+        full_scale = 65535.0
+    elif im.mode in ("I", "F"):  # 32-bit modes carry no bit depth: judge by the values
+        peak = float(np.asarray(im).max(initial=0))
+        full_scale = 1.0 if im.mode == "F" and peak <= 1.0 else 255.0 if peak <= 255 else 65535.0
+    else:
+        full_scale = 0.0
+    if full_scale:
+        a = np.asarray(im, dtype=np.float64) / full_scale
+        im = Image.fromarray(np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -87,9 +100,15 @@ def load_image(image: ImageLike, size: int | None = None) -> Image.Image:
         im = _to_rgb(Image.fromarray(a))
     else:
         im = _to_rgb(_open(image))
+    original = im.size
+    if size is not None:
+        im = resize_long_side(im, size)
     if min(im.size) < MIN_SIDE:
-        raise ImageError(f"image is {im.width}x{im.height} pixels; at least {MIN_SIDE} px a side is needed")
-    return im if size is None else resize_long_side(im, size)
+        resized = "" if im.size == original else f", {im.width}x{im.height} at size {size}"
+        raise ImageError(
+            f"image is {original[0]}x{original[1]} pixels{resized}; at least {MIN_SIDE} px a side is needed"
+        )
+    return im
 
 
 def to_tensor(im: Image.Image, device: str | torch.device | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -110,20 +129,29 @@ def to_pil(x: Tensor) -> Image.Image:
     return Image.fromarray(a, mode="RGB")
 
 
+def check_output_path(path: str | os.PathLike[str]) -> str:
+    """The Pillow format an RGB image would be saved in at ``path``; a clear :class:`ImageError`
+    if that path cannot take one (unknown or read-only format, missing folder, a directory)."""
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise ImageError(f"cannot write an image format from {path.name!r}; use .png or .jpg")
+    try:
+        Image.new("RGB", (1, 1)).save(io.BytesIO(), format=fmt)
+    except (OSError, ValueError, KeyError) as error:
+        raise ImageError(f"cannot write an RGB image as {fmt} ({error}); use .png or .jpg") from None
+    if not path.parent.is_dir():
+        raise ImageError(f"cannot write {path}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise ImageError(f"cannot write {path}: it is a directory")
+    return fmt
+
+
 def save_image(image: Image.Image | Tensor, path: str | os.PathLike[str]) -> Path:
     """Write an image atomically (format from the extension); nothing is left behind on failure."""
     path = Path(path)
+    fmt = check_output_path(path)
     im = to_pil(image) if isinstance(image, Tensor) else image
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None:
-        raise ImageError(f"cannot tell an image format from {path.name!r}; use .png or .jpg")
-    if not path.parent.is_dir():
-        raise ImageError(f"folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            im.save(f, format=fmt)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        im.save(tmp, format=fmt)
     return path

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import http.client
 import os
-import tempfile
 import urllib.error
+import uuid
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -29,8 +29,9 @@ import torch
 from torch import Tensor, nn
 
 from nst_lessons.download import ChecksumError, download, sha256_of
+from nst_lessons.files import atomic_path
 
-# Channels of each block's convolutions; "M" closes a block with 2x2 pooling.
+# (channels, number of 3x3 convolutions) of each block; every block ends with 2x2 pooling.
 _CONFIG: tuple[tuple[int, int], ...] = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
 
 
@@ -48,6 +49,7 @@ LAYERS: tuple[str, ...] = _layer_names()
 The position of a name in LAYERS is its index in torchvision's ``vgg19().features``."""
 
 CONV_LAYERS: tuple[str, ...] = tuple(n for n in LAYERS if n.startswith("conv"))
+"""The 16 convolutions, conv1_1 ... conv5_4."""
 
 # The two published checkpoints: (file name, URL). The hex part of the file name is the first
 # 8 hex digits of the file's SHA-256, torchvision's convention.
@@ -185,7 +187,7 @@ def _offline_message(weights: str, url: str, dest: Path, reason: object) -> str:
 def _conv_state(state: Mapping[str, object], source: str) -> dict[str, Tensor]:
     """Keep the ``features.*`` entries of a torchvision-layout state dict and check their shapes."""
     template = VGG19().state_dict()
-    conv = {k: v for k, v in state.items() if k.startswith("features.")}
+    conv = {k: v for k, v in state.items() if isinstance(k, str) and k.startswith("features.")}
     missing = sorted(set(template) - set(conv), key=lambda k: int(k.split(".")[1]))
     if missing:
         raise WeightsError(f"{source} is not a VGG-19 checkpoint in torchvision's layout: no {missing[0]}")
@@ -202,52 +204,71 @@ def _read_checkpoint(path: Path) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated zip, a pickle with code in it, not a checkpoint at all
-        raise WeightsError(f"{path} is not a readable torch checkpoint ({type(error).__name__})") from None
+        raise WeightsError(
+            f"{path} is not a readable torch checkpoint of tensors ({type(error).__name__}; "
+            "weights_only=True refuses pickled objects other than tensors)"
+        ) from None
     if not isinstance(state, Mapping):
         raise WeightsError(f"{path} does not hold a state dict")
     return _conv_state(state, str(path))
+
+
+def _save_conv(state: dict[str, Tensor], conv: Path) -> None:
+    with atomic_path(conv) as tmp:
+        torch.save(state, tmp)
 
 
 def fetch_weights(weights: str, *, progress: bool = True) -> Path:
     """Path of the convolutional weights of a published checkpoint, downloading once if needed.
 
     The full checkpoint (about 550 MB with the classifier) is verified against its SHA-256 prefix,
-    then only its ``features.*`` part (about 80 MB) is kept, as ``<name>.features.pth`` beside it.
-    A cached file that fails to load is removed and fetched again.
+    then only its ``features.*`` part (about 80 MB) is kept, as ``<name>.features.pth``. A full file
+    already in the cache folder (put there by hand, or torchvision's own copy) is used and left in
+    place if its hash matches, and removed if not; a downloaded one is deleted once its features are
+    saved. A cached features file that fails to load is removed and fetched again. Several processes
+    may fetch into one cache at once (a classroom's shared folder).
     """
     if weights not in CHECKPOINTS:
-        raise ValueError(f"unknown weights {weights!r}; expected one of {', '.join(WEIGHTS)} or a path")
+        raise ValueError(f"unknown weights {weights!r}; expected one of {', '.join(CHECKPOINTS)}")
     file_name, _ = CHECKPOINTS[weights]
     home = weights_home()
     full = home / file_name
     conv = home / (Path(file_name).stem + ".features.pth")
-    if conv.exists():
+    if conv.is_file():
         try:
             _read_checkpoint(conv)
             return conv
         except WeightsError:
-            conv.unlink()
-    prefix = file_name.split("-")[1].split(".")[0]  # torchvision's convention: name-<sha256 prefix>.pth
-    if full.exists() and not sha256_of(full).startswith(prefix):
-        full.unlink()  # a hand-placed or partial file that is not the published one
-    if not full.exists():
-        url = checkpoint_url(weights)
-        try:
-            download(url, full, sha256=prefix, progress=progress)
-        except ChecksumError as error:
-            raise WeightsError(str(error)) from None
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
-            reason = getattr(error, "reason", error)
-            raise WeightsError(_offline_message(weights, url, full, reason)) from None
-    state = _read_checkpoint(full)
-    fd, tmp_name = tempfile.mkstemp(prefix=conv.name + ".", suffix=".partial", dir=home)
-    os.close(fd)
+            conv.unlink(missing_ok=True)
     try:
-        torch.save(state, tmp_name)
-        os.replace(tmp_name, conv)
+        home.mkdir(parents=True, exist_ok=True)
+        if not os.access(home, os.W_OK):
+            raise PermissionError("not writable")
+    except OSError as error:
+        raise WeightsError(
+            f"cannot use {home} as the weights cache ({error.strerror or error}); "
+            "set NST_LESSONS_HOME to a writable folder"
+        ) from None
+    prefix = file_name.split("-")[1].split(".")[0]  # torchvision's convention: name-<sha256 prefix>.pth
+    removed = ""
+    if full.is_file():
+        if sha256_of(full).startswith(prefix):
+            _save_conv(_read_checkpoint(full), conv)
+            return conv
+        full.unlink(missing_ok=True)
+        removed = f"the file at {full} is not the published one (SHA-256 does not start with {prefix}) and was removed; "
+    url = checkpoint_url(weights)
+    mine = home / f".{file_name}.{uuid.uuid4().hex}.download"  # its own name: concurrent fetches don't collide
+    try:
+        download(url, mine, sha256=prefix, progress=progress)
+        _save_conv(_read_checkpoint(mine), conv)
+    except ChecksumError as error:
+        raise WeightsError(removed + str(error)) from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise WeightsError(removed + _offline_message(weights, url, full, reason)) from None
     finally:
-        Path(tmp_name).unlink(missing_ok=True)
-    full.unlink()
+        mine.unlink(missing_ok=True)
     return conv
 
 

@@ -18,8 +18,9 @@ REPO_DATA = Path(__file__).resolve().parent.parent / "data"
 
 @pytest.mark.parametrize("name", data.GENERATED)
 def test_committed_styles_are_what_the_generator_makes(name: str) -> None:
-    committed = np.asarray(Image.open(REPO_DATA / f"{name}.png").convert("RGB"))
-    assert np.array_equal(committed, np.asarray(data.generate_style(name)))
+    committed = np.asarray(Image.open(REPO_DATA / f"{name}.png").convert("RGB"), dtype=float)
+    # A tolerance, so that a Pillow release that rasterises a line a little differently is no failure.
+    assert np.abs(committed - np.asarray(data.generate_style(name), dtype=float)).mean() < 1.0
 
 
 def test_generated_styles_differ_by_seed_and_from_each_other() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from concurrent.futures import ThreadPoolExecutor
 import warnings
 from pathlib import Path
 
@@ -135,7 +136,8 @@ def test_caffe_preprocessing_is_inferred_from_the_file_name(tmp_path: Path) -> N
     assert load_vgg19(save_checkpoint(synthetic_state_dict(), tmp_path), device="cpu").preprocessing == "imagenet"
 
 
-def test_published_urls() -> None:
+def test_published_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NST_LESSONS_WEIGHTS_MIRROR", raising=False)
     assert vgg.checkpoint_url("imagenet") == "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
     assert vgg.checkpoint_url("caffe") == "https://web.eecs.umich.edu/~justincj/models/vgg19-d01eb7cb.pth"
 
@@ -167,6 +169,14 @@ def test_download_from_mirror_keeps_only_the_conv_part(served_imagenet, tmp_path
     assert len(server.requests) == 1  # cached: no second download
 
 
+def test_concurrent_first_downloads_into_one_cache(served_imagenet, tmp_path: Path) -> None:  # noqa: ANN001
+    """A classroom's shared cache: several fetches at once all succeed and leave one file."""
+    with ThreadPoolExecutor(4) as pool:
+        paths = list(pool.map(lambda _: vgg.fetch_weights("imagenet", progress=False), range(4)))
+    assert len(set(paths)) == 1
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [paths[0].name]
+
+
 def test_corrupt_cache_is_removed_and_fetched_again(served_imagenet, tmp_path: Path) -> None:  # noqa: ANN001
     _, path, server = served_imagenet
     load_vgg19("imagenet", device="cpu", progress=False)
@@ -184,13 +194,35 @@ def test_checksum_mismatch_is_refused_and_leaves_nothing(served_imagenet, tmp_pa
     assert list((tmp_path / "cache").iterdir()) == []
 
 
-def test_hand_placed_file_is_used_without_network(served_imagenet, tmp_path: Path) -> None:  # noqa: ANN001
+def test_hand_placed_file_is_used_without_network_and_kept(served_imagenet, tmp_path: Path) -> None:  # noqa: ANN001
     state, path, server = served_imagenet
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / path.name).write_bytes(path.read_bytes())
     model = load_vgg19("imagenet", device="cpu", progress=False)
     assert server.requests == []
     assert torch.equal(model.state_dict()["features.34.weight"], state["features.34.weight"])
+    assert (tmp_path / "cache" / path.name).exists()  # it may be torchvision's own cached copy
+
+
+def test_a_wrong_hand_placed_file_is_removed_and_replaced(served_imagenet, tmp_path: Path) -> None:  # noqa: ANN001
+    _, path, server = served_imagenet
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / path.name).write_bytes(b"partial download")
+    load_vgg19("imagenet", device="cpu", progress=False)
+    assert len(server.requests) == 1 and not (tmp_path / "cache" / path.name).exists()
+
+
+def test_unwritable_cache_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "file").write_text("a file where the cache folder should be")
+    monkeypatch.setenv("NST_LESSONS_HOME", str(tmp_path / "file" / "cache"))
+    with pytest.raises(WeightsError, match="cannot use .* as the weights cache.*NST_LESSONS_HOME"):
+        load_vgg19("imagenet", device="cpu", progress=False)
+
+
+def test_checkpoint_with_odd_entries(tmp_path: Path) -> None:
+    state = {**synthetic_state_dict(), 5: torch.zeros(1), "epoch": 3}
+    model = load_vgg19(save_checkpoint(state, tmp_path), device="cpu")
+    assert torch.equal(model.state_dict()["features.0.bias"], state["features.0.bias"])
 
 
 def test_offline_message_names_url_path_and_random(served_imagenet, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
