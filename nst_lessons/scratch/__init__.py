@@ -7,6 +7,9 @@ gradient derived by hand, checked against torch autograd in the tests (float64 t
 - :mod:`~nst_lessons.scratch.transfer`: :func:`style_transfer_numpy`, L-BFGS-B with scipy.
 """
 
+import importlib
+from typing import Any
+
 from nst_lessons.scratch.losses import (
     INPUT,
     content_loss,
@@ -16,8 +19,17 @@ from nst_lessons.scratch.losses import (
     total_loss,
     tv_loss,
 )
-from nst_lessons.scratch.transfer import LossRecord, NumpyTransferResult, style_transfer_numpy
-from nst_lessons.scratch.vgg import NumpyVGG19
+
+# The network and the transfer take the layer names from nst_lessons.vgg, which imports torch (2-3 s):
+# loaded on first use, so that the losses and layers (the exercises' references) import in numpy alone.
+_LAZY = {"NumpyVGG19": "vgg", "LossRecord": "transfer", "NumpyTransferResult": "transfer", "style_transfer_numpy": "transfer"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"nst_lessons.scratch.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "INPUT",

@@ -1,0 +1,128 @@
+"""Run a whole submitted notebook, top to bottom, in a fresh kernel, within time limits.
+
+This is the submission run as the student would: it says whether the notebook runs and which cells
+fail.  It plays no part in the score (that comes from the sandbox, :mod:`~.sandbox`), so nothing a
+cell prints, displays or fakes can change a mark; outputs other than errors are dropped on
+arrival, which also keeps a cell that prints gigabytes from filling the grader's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbformat import NotebookNode
+
+CELL_TIMEOUT = 30.0
+TOTAL_TIMEOUT = 120.0
+
+
+@dataclass
+class NotebookRun:
+    """How a notebook's run went.
+
+    Attributes:
+        seconds: wall time from the kernel's start to its shutdown.
+        cells_run: code cells executed (skipped empty ones not counted).
+        errors: ``(cell number, "NameError: name 'x' is not defined")`` for each cell that raised,
+            numbered from 1 among all cells, as Jupyter shows them.
+        stopped: why the run stopped early (a time limit, the kernel died), or None.
+    """
+
+    seconds: float = 0.0
+    cells_run: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+    stopped: str | None = None
+
+
+class _Client(NotebookClient):
+    def output(self, outs: list[NotebookNode], msg: dict[str, Any], display_id: str | None, cell_index: int) -> None:
+        """Drop every output: what a cell shows is never used, and errors come with the reply."""
+        return None
+
+
+def _kernel_manager() -> AsyncKernelManager:
+    # No kernel directories: always the native "python3" kernel of this very interpreter, whatever
+    # kernel the notebook's metadata asks for and whatever kernels are installed elsewhere.
+    return AsyncKernelManager(kernel_name="python3", kernel_spec_manager=KernelSpecManager(kernel_dirs=[]))
+
+
+async def _run(nb: NotebookNode, cwd: str, cell_timeout: float, total_timeout: float) -> NotebookRun:
+    run = NotebookRun()
+    km = _kernel_manager()
+    client = _Client(
+        nb,
+        km=km,
+        allow_errors=True,
+        interrupt_on_timeout=False,  # a cell that ignores KeyboardInterrupt must not hang the grader
+        shutdown_kernel="immediate",
+        startup_timeout=int(total_timeout),
+        resources={"metadata": {"path": cwd}},
+    )
+
+    def record(cell: NotebookNode, cell_index: int, execute_reply: dict[str, Any]) -> None:
+        content = (execute_reply or {}).get("content", {})
+        if content.get("status") == "error":
+            first_line = str(content.get("evalue", "")).strip().split("\n")[0]
+            run.errors.append((cell_index + 1, f"{content.get('ename', 'Error')}: {first_line}"[:200].rstrip(": ")))
+
+    client.on_cell_executed = record
+    start = time.monotonic()
+    deadline = start + total_timeout
+    index, group = 0, None
+    try:
+        # The kernel's own stdout and stderr (fd-level writes, its log) are not wanted either.
+        async with client.async_setup_kernel(cleanup_kc=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+            group = getattr(km.provisioner, "pgid", None)
+            for index, cell in enumerate(nb.cells):
+                if cell.cell_type != "code" or not cell.source.strip():
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining < 1:
+                    run.stopped = f"the notebook took longer than {total_timeout:g} s in all; cells from {index + 1} on were not run"
+                    break
+                client.timeout = max(1, int(min(cell_timeout, remaining)))
+                await client.async_execute_cell(cell, index)
+                run.cells_run += 1
+    except CellTimeoutError:
+        run.stopped = f"cell {index + 1} ran longer than {client.timeout} s; the run stopped there"
+    except DeadKernelError:
+        run.stopped = f"the kernel died in cell {index + 1} (exit(), os._exit() or a crash); the run stopped there"
+    except Exception as error:  # the kernel failed to start, or its channels broke: a report, never a crash
+        run.stopped = f"the kernel failed ({type(error).__name__}: {str(error)[:200]})"
+    finally:
+        # A kernel that died is not shut down, so kill its process group: whatever it started goes too.
+        if group:
+            with contextlib.suppress(OSError):
+                os.killpg(group, signal.SIGKILL)
+    run.seconds = time.monotonic() - start
+    return run
+
+
+def run_notebook(nb: NotebookNode, *, cell_timeout: float = CELL_TIMEOUT, total_timeout: float = TOTAL_TIMEOUT) -> NotebookRun:
+    """Execute every code cell of ``nb`` in a fresh kernel, working in an empty temporary directory.
+
+    ``nb`` is modified (execution counts); pass a copy to keep the original.  A cell that raises
+    does not stop the run; a cell over ``cell_timeout`` seconds, a run over ``total_timeout``
+    seconds, or a dead kernel does, and the kernel and everything it started are then killed.
+    """
+    cwd = tempfile.mkdtemp(prefix="nst-grade-kernel-")
+    try:
+        return asyncio.run(_run(nb, cwd, cell_timeout, total_timeout))
+    finally:
+        shutil.rmtree(cwd, ignore_errors=True)
+
+
+__all__ = ["CELL_TIMEOUT", "TOTAL_TIMEOUT", "NotebookRun", "run_notebook"]
