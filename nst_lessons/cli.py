@@ -3,6 +3,8 @@
     nst-lessons transfer CONTENT STYLE -o OUT.png [options]   stylise a photo
     nst-lessons weights {imagenet,caffe}                      download VGG-19 weights once
     nst-lessons examples                                      list the example images
+    nst-lessons grade SUBMISSION.ipynb --results results.json grade an exercise notebook
+    nst-lessons release [COURSE]                              write the student notebooks
 
 Bad input ends with one line on stderr, exit status 2, and no output file.
 """
@@ -21,8 +23,9 @@ import torch
 from PIL import Image
 
 from nst_lessons import __version__
-from nst_lessons.data import CLASSICS, EXAMPLES, OFFLINE, resolve_image
-from nst_lessons.images import MIN_SIDE, ImageError, save_image
+from nst_lessons.data import CLASSICS, EXAMPLES, OFFLINE, images_home, resolve_image
+from nst_lessons.grading.cli import add_grade_parser, add_release_parser
+from nst_lessons.images import MIN_SIDE, ImageError, check_output_path, save_image
 from nst_lessons.transfer import CONTENT_LAYERS, INITS, OPTIMIZERS, STYLE_LAYERS, style_transfer
 from nst_lessons.vgg import CHECKPOINTS, POOLING, WEIGHTS, WeightsError, fetch_weights, resolve_layer, weights_home
 
@@ -63,6 +66,8 @@ def _non_negative(text: str) -> float:
 
 def _layers(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"a layer is named twice in {text!r}")
     for name in names:
         try:
             resolve_layer(name)
@@ -80,6 +85,8 @@ def _style_layers(text: str) -> dict[str, float] | list[str]:
     for item in items:
         name, _, w = item.partition(":")
         _layers(name)
+        if name in weights:
+            raise argparse.ArgumentTypeError(f"{name} is named twice in {text!r}")
         weights[name] = _non_negative(w or "1")
     return weights
 
@@ -94,10 +101,28 @@ def _device(text: str) -> torch.device:
     try:
         device = torch.device(text)
     except RuntimeError:
-        raise argparse.ArgumentTypeError(f"unknown device {text!r}; expected cpu, cuda or cuda:N") from None
+        device = torch.device("meta")
+    if device.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; expected cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise argparse.ArgumentTypeError("CUDA was asked for but no CUDA GPU is available to torch")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"there is no {text}: torch sees {torch.cuda.device_count()} GPU(s)")
     return device
+
+
+def _seed(text: str) -> int:
+    value = _int_at_least(0)(text)
+    if value >= 2**63:
+        raise argparse.ArgumentTypeError(f"must be below 2**63, got {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be greater than 0")
+    return value
 
 
 def _add_transfer(subparsers: argparse._SubParsersAction) -> None:
@@ -115,7 +140,7 @@ def _add_transfer(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--style-size", type=_int_at_least(MIN_SIDE), help="long side of the style image in px (default: --size)")
     p.add_argument("--iterations", type=_int_at_least(1), default=500, help="optimiser iterations (default 500)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="lbfgs", help="default lbfgs")
-    p.add_argument("--learning-rate", type=_non_negative, default=0.02, help="Adam's step size (default 0.02)")
+    p.add_argument("--learning-rate", type=_positive, default=0.02, help="Adam's step size (default 0.02)")
     p.add_argument("--init", default="content", help=f"starting image: {', '.join(INITS)} or an image file (default content)")
     p.add_argument(
         "--weights",
@@ -125,7 +150,7 @@ def _add_transfer(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--pooling", choices=POOLING, default="max", help="default max; the paper uses avg")
     p.add_argument("--device", type=_device, help="cpu, cuda or cuda:N (default: cuda when available)")
-    p.add_argument("--seed", type=int, help="seed for the noise init and random weights")
+    p.add_argument("--seed", type=_seed, help="seed for the noise init and random weights")
     p.add_argument("--content-layers", type=_layers, default=list(CONTENT_LAYERS), help="comma-separated (default relu4_2)")
     p.add_argument(
         "--style-layers",
@@ -138,16 +163,29 @@ def _add_transfer(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tv-weight", type=_non_negative, help="gamma, total variation (default depends on --weights)")
     p.add_argument("--tv-squared", action="store_true", help="squared total variation instead of the L1 form")
     p.add_argument("--gradients", choices=("autograd", "manual"), default="autograd", help="hand-derived dL/dF with 'manual'")
+    from nst_lessons.transfer import PRECISIONS
+
+    p.add_argument("--history-size", type=_int_at_least(1), default=100, help="L-BFGS history m (default 100); it holds 2 m x 3 x pixels floats")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="GPU arithmetic: fp32 (default, exact), tf32, or bf16 (fastest)")
+    p.add_argument("--channels-last", action="store_true", help="channels-last feature maps (faster with tf32/bf16 on a GPU)")
+    p.add_argument("--cuda-graphs", action="store_true", help="replay each L-BFGS iteration from a CUDA graph (GPU, --optimizer lbfgs)")
+    p.add_argument(
+        "--pyramid",
+        metavar="SIZE:ITERATIONS,...",
+        help="coarse to fine, each level starting from the last, e.g. 512:500,1024:200,2048:100,4096:50 "
+        "(replaces --size and --iterations; --style-size is then the last level's)",
+    )
+    p.add_argument("--no-memory-check", action="store_true", help="skip the memory estimate that refuses runs too large for the device")
     p.add_argument("--history", type=Path, help="also write the loss history to this JSON file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_transfer)
 
 
 def _check_output(path: Path, kind: str) -> None:
-    if not path.parent.is_dir():
-        raise ImageError(f"cannot write {path}: folder {path.parent} does not exist")
-    if kind == "image" and Image.registered_extensions().get(path.suffix.lower()) is None:
-        raise ImageError(f"cannot tell an image format from {path.name!r}; use .png or .jpg")
+    if kind == "image":
+        check_output_path(path)
+    elif not path.parent.is_dir() or path.is_dir():
+        raise ImageError(f"cannot write {path}: {'it is a directory' if path.is_dir() else 'no such folder'}")
 
 
 def _run_transfer(args: argparse.Namespace) -> int:
@@ -155,15 +193,22 @@ def _run_transfer(args: argparse.Namespace) -> int:
     _check_output(args.output, "image")
     if args.history is not None:
         _check_output(args.history, "json")
+    from nst_lessons.pyramid import parse_levels, pyramid_transfer
+
+    levels = parse_levels(args.pyramid) if args.pyramid is not None else None
     init = args.init if args.init in INITS else str(resolve_image(args.init))
-    result = style_transfer(
-        content, style, size=args.size, style_size=args.style_size, iterations=args.iterations,
-        optimizer=args.optimizer, learning_rate=args.learning_rate, content_layers=args.content_layers,
-        style_layers=args.style_layers, content_weight=args.content_weight, style_weight=args.style_weight,
-        tv_weight=args.tv_weight, tv_squared=args.tv_squared, init=init, weights=args.weights,
-        pooling=args.pooling, device=args.device, seed=args.seed, gradients=args.gradients,
-        progress=not args.quiet,
+    options = dict(
+        style_size=args.style_size, optimizer=args.optimizer, learning_rate=args.learning_rate,
+        content_layers=args.content_layers, style_layers=args.style_layers, content_weight=args.content_weight,
+        style_weight=args.style_weight, tv_weight=args.tv_weight, tv_squared=args.tv_squared, init=init,
+        weights=args.weights, pooling=args.pooling, device=args.device, seed=args.seed, gradients=args.gradients,
+        history_size=args.history_size, precision=args.precision, channels_last=args.channels_last,
+        cuda_graphs=args.cuda_graphs, check_memory=not args.no_memory_check, progress=not args.quiet,
     )  # fmt: skip
+    if levels is None:
+        result = style_transfer(content, style, size=args.size, iterations=args.iterations, **options)
+    else:
+        result = pyramid_transfer(content, style, levels, **options)
     save_image(result.image, args.output)
     if args.history is not None:
         args.history.write_text(json.dumps({"settings": result.settings, "history": result.history}, indent=1, default=str))
@@ -197,7 +242,7 @@ def _run_examples(args: argparse.Namespace) -> int:
         print(f"{name:16} offline")
     for name in CLASSICS:
         print(f"{name:16} downloaded once")
-    print(f"cache: {weights_home()}")
+    print(f"images are cached in {images_home()}, weights in {weights_home()}")
     return 0
 
 
@@ -208,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_transfer(subparsers)
     _add_weights(subparsers)
     _add_examples(subparsers)
+    add_grade_parser(subparsers)
+    add_release_parser(subparsers)
     return parser
 
 
@@ -217,17 +264,20 @@ def _warn(message, category, filename, lineno, file=None, line=None) -> None:  #
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
-    warnings.showwarning = _warn
-    try:
-        args = build_parser().parse_args(argv)
-        return args.func(args)
-    except UsageError as error:
-        print(error, file=sys.stderr)
-    except (ImageError, WeightsError, ValueError, OSError) as error:
-        print(f"nst-lessons: error: {error}", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("nst-lessons: interrupted", file=sys.stderr)
-        return 130
+    with warnings.catch_warnings():
+        warnings.showwarning = _warn  # one line per warning, without the source line
+        try:
+            args = build_parser().parse_args(argv)
+            return args.func(args)
+        except UsageError as error:
+            print(error, file=sys.stderr)
+        except torch.OutOfMemoryError:
+            print("nst-lessons: error: out of memory on the device; try a smaller --size", file=sys.stderr)
+        except (ImageError, WeightsError, ValueError, OSError) as error:
+            print(f"nst-lessons: error: {error}", file=sys.stderr)
+        except KeyboardInterrupt:
+            print("nst-lessons: interrupted", file=sys.stderr)
+            return 130
     return 2
 
 

@@ -4,26 +4,35 @@ features match a photo's content and a painting's style.
     L_total(p, a, x) = alpha * L_content(p, x) + beta * L_style(a, x) + gamma * L_TV(x)
 
 The optimiser is L-BFGS by default (as in the paper and jcjohnson/neural-style), or Adam.
+
+Speed: the run keeps everything on the device and reads the loss back only as often as the
+progress bar is redrawn (:data:`SYNC_SECONDS`); the L-BFGS is :class:`nst_lessons.lbfgs.LBFGS`,
+which needs no host sync. Options trade exactness for speed on a GPU: TF32 or bf16 arithmetic
+(``precision``), channels-last feature maps and CUDA graphs; :mod:`nst_lessons.bench` measures
+what each buys. Runs too large for the device are refused up front (:mod:`nst_lessons.memory`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as nnf
 from PIL import Image
 from torch import Tensor
 
-from nst_lessons import losses
+from nst_lessons import losses, memory
 from nst_lessons.images import ImageLike, load_image, to_pil, to_tensor
-from nst_lessons.vgg import VGG19, default_device, load_vgg19, resolve_layer
+from nst_lessons.lbfgs import LBFGS
+from nst_lessons.vgg import CAFFE_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD, VGG19, default_device, load_vgg19, resolve_layer
 
 CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 """The paper's content layer "conv4_2", read after its ReLU (see :mod:`nst_lessons.vgg`)."""
@@ -42,8 +51,17 @@ alpha/beta = 1e-4 for "caffe" (within the paper's range, Fig. 3) corresponds to 
 "imagenet". Tuned for a 512-px content image: L_content grows with the number of positions M
 while E_l does not, so larger images need a larger beta for the same look."""
 
-OPTIMIZERS = ("lbfgs", "adam")
+OPTIMIZERS = ("lbfgs", "adam", "torch-lbfgs")
+"""``"lbfgs"`` is :class:`nst_lessons.lbfgs.LBFGS`; ``"torch-lbfgs"`` the same algorithm as
+``torch.optim.LBFGS`` runs it (slower on a GPU: it syncs with the host many times per iteration)."""
 INITS = ("content", "noise", "style")
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+SYNC_SECONDS = 0.1
+"""The losses are read back (for the progress bar and the finiteness check) at most this often, and
+after the last iteration; with a callback, after every iteration. Each read waits for the device to
+finish its queue, so a GPU run at 1-2 ms per iteration reads once every ~50 iterations. A
+non-finite loss is still reported at the iteration where it first appeared."""
 
 
 @dataclass
@@ -84,6 +102,20 @@ class TransferState:
     history: list[dict[str, float]]
 
 
+def preprocessor(model: VGG19, device: torch.device, dtype: torch.dtype) -> Callable[[Tensor], Tensor]:
+    """``model.preprocess`` with its constants made once, on ``device``.
+
+    ``VGG19.preprocess`` builds them from Python tuples at each call, which on CUDA is a blocking
+    host-to-device copy: a host sync per evaluation, and an error inside a CUDA graph capture.
+    """
+    if model.preprocessing == "imagenet":
+        mean = torch.tensor(IMAGENET_MEAN, device=device, dtype=dtype).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=device, dtype=dtype).view(1, 3, 1, 1)
+        return lambda image: (image - mean) / std
+    mean_bgr = torch.tensor(CAFFE_MEAN_BGR, device=device, dtype=dtype).view(1, 3, 1, 1)
+    return lambda image: image.flip(1) * 255.0 - mean_bgr
+
+
 class Objective:
     """L_total for one content and one style image, and its gradient with respect to x.
 
@@ -99,7 +131,12 @@ class Objective:
         tv_squared: use the squared TV instead of the L1 form.
         gradients: ``"autograd"``, or ``"manual"``: dL/dF_l from the hand-derived formulas
             (:func:`losses.content_grad`, :func:`losses.style_layer_grad`), fed to the network's
-            backward with ``torch.autograd.backward(features, grad_tensors)`` as Caffe did.
+            backward as Caffe did.
+        precision: ``"bf16"`` runs VGG-19 under bf16 autocast; the feature maps are then cast back
+            to the image's dtype, so Grams and losses stay in float32. ``"fp32"`` and ``"tf32"``
+            differ only in backend flags (see :func:`backend_flags`).
+        channels_last: run VGG-19 on channels-last (NHWC) feature maps, with a channels-last copy
+            of the model (the caller's model is left as it is).
     """
 
     def __init__(
@@ -114,52 +151,79 @@ class Objective:
         gamma: float,
         tv_squared: bool = False,
         gradients: str = "autograd",
+        precision: str = "fp32",
+        channels_last: bool = False,
     ) -> None:
         if gradients not in ("autograd", "manual"):
             raise ValueError(f"unknown gradients {gradients!r}; expected 'autograd' or 'manual'")
-        self.model = model
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; expected {', '.join(PRECISIONS)}")
+        self.model = copy.deepcopy(model).to(memory_format=torch.channels_last) if channels_last else model
         self.content_layers = tuple(content_layers)
         self.style_layers = dict(style_layers)
         self.layers = tuple(dict.fromkeys((*self.content_layers, *self.style_layers)))
         self.alpha, self.beta, self.gamma = alpha, beta, gamma
         self.tv_squared = tv_squared
         self.gradients = gradients
+        self.precision = precision
+        self.channels_last = channels_last
+        self.preprocess = preprocessor(model, content.device, content.dtype)
         with torch.no_grad():
-            self.P = {k: v.detach() for k, v in model.extract(content, self.content_layers).items()}
-            self.A = losses.gram_targets(model.extract(style, self.style_layers), list(self.style_layers))
+            self.P = self.features(content, self.content_layers)
+            self.A = losses.gram_targets(self.features(style, list(self.style_layers)), list(self.style_layers))
+
+    def features(self, image: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
+        """``model.extract(image, layers)`` in this objective's precision and memory format, with
+        the feature maps in the image's dtype. Image: (B,3,H,W) in [0,1]."""
+        wanted = {resolve_layer(name): name for name in layers}
+        if not wanted:
+            return {}
+        h = self.preprocess(image)
+        if self.channels_last:
+            h = h.contiguous(memory_format=torch.channels_last)
+        out: dict[str, Tensor] = {}
+        autocast = (  # no cast cache: a CUDA graph capture must not keep casts past the region
+            torch.autocast(image.device.type, torch.bfloat16, cache_enabled=False)
+            if self.precision == "bf16"
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            for i, layer in enumerate(self.model.features[: max(wanted) + 1]):
+                h = layer(h)
+                if i in wanted:
+                    out[wanted[i]] = h
+        return {name: F.to(image.dtype) for name, F in out.items()}
 
     def terms(self, features: Mapping[str, Tensor], x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """alpha * L_content, beta * L_style, gamma * L_TV as 0-dim tensors."""
-        content = sum(losses.content_loss(features[n], self.P[n]) for n in self.content_layers)
-        style = losses.style_loss(features, self.A, self.style_layers)
-        tv = losses.tv_loss(x, squared=self.tv_squared) if self.gamma else x.new_zeros(())
+        zero = x.new_zeros(())
+        content = sum((losses.content_loss(features[n], self.P[n]) for n in self.content_layers), zero)
+        style = losses.style_loss(features, self.A, self.style_layers) if self.style_layers else zero
+        tv = losses.tv_loss(x, squared=self.tv_squared) if self.gamma else zero
         return self.alpha * content, self.beta * style, self.gamma * tv
 
     def __call__(self, x: Tensor) -> Tensor:
-        """Evaluate at x (1,3,H,W), leaving dL/dx in ``x.grad``. Returns the stacked
-        ``[total, content, style, tv]`` (weighted), detached, on x's device: no host sync."""
-        if x.grad is not None:
-            x.grad = None
+        """Evaluate at x (1,3,H,W), setting ``x.grad`` to dL/dx (contiguous). Returns the stacked
+        ``[total, content, style, tv]`` (weighted), detached, on x's device: no host sync, and
+        nothing that a CUDA graph could not capture."""
+        features = self.features(x, self.layers)
         if self.gradients == "autograd":
-            features = self.model.extract(x, self.layers)
             content, style, tv = self.terms(features, x)
-            total = content + style + tv
-            total.backward()
-            return torch.stack([total, content, style, tv]).detach()
-        features = self.model.extract(x, self.layers)
-        with torch.no_grad():
-            content, style, tv = self.terms(features, x)
-            grads = {n: torch.zeros_like(features[n]) for n in self.layers}
-            for n in self.content_layers:
-                grads[n] += self.alpha * losses.content_grad(features[n], self.P[n])
-            for n, w in self.style_layers.items():
-                grads[n] += self.beta * w * losses.style_layer_grad(features[n], self.A[n])
-        torch.autograd.backward([features[n] for n in self.layers], [grads[n] for n in self.layers])
-        if self.gamma:
+            (grad,) = torch.autograd.grad(content + style + tv, x)
+        else:
             with torch.no_grad():
-                x.grad += self.gamma * losses.tv_grad(x, squared=self.tv_squared)
+                content, style, tv = self.terms(features, x)
+                grads = {n: torch.zeros_like(features[n]) for n in self.layers}
+                for n in self.content_layers:
+                    grads[n] += self.alpha * losses.content_grad(features[n], self.P[n])
+                for n, w in self.style_layers.items():
+                    grads[n] += self.beta * w * losses.style_layer_grad(features[n], self.A[n])
+            (grad,) = torch.autograd.grad([features[n] for n in self.layers], x, [grads[n] for n in self.layers])
+            if self.gamma:
+                grad = grad + self.gamma * losses.tv_grad(x.detach(), squared=self.tv_squared)
+        x.grad = grad.contiguous()  # channels-last feature maps hand back a channels-last gradient
         total = content + style + tv
-        return torch.stack([total, content, style, tv])
+        return torch.stack([total, content, style, tv]).detach()
 
 
 def _style_layer_weights(style_layers: Sequence[str] | Mapping[str, float]) -> dict[str, float]:
@@ -188,9 +252,122 @@ def _initial_image(init: str | ImageLike, content: Tensor, style_image: Image.Im
         return torch.rand(content.shape, generator=generator).to(content)
     if isinstance(init, str) and init == "style":
         return to_tensor(style_image.resize((w, h), Image.Resampling.LANCZOS)).to(content)
+    if isinstance(init, Tensor):  # e.g. a pyramid level's result: resized in float, not rounded to 8 bits
+        if init.dim() not in (3, 4) or init.shape[-3] != 3:
+            raise ValueError(f"expected an init image of shape (3,H,W) or (1,3,H,W), got {tuple(init.shape)}")
+        image = init.detach().reshape(1, 3, *init.shape[-2:]).to(content)
+        if image.shape[-2:] != (h, w):
+            image = nnf.interpolate(image, size=(h, w), mode="bicubic", align_corners=False, antialias=True)
+        return image.clamp(0, 1).contiguous()
     if isinstance(init, str) and not os.path.exists(init):
         raise ValueError(f"unknown init {init!r}; expected content, noise, style or an image path")
     return to_tensor(load_image(init).resize((w, h), Image.Resampling.LANCZOS)).to(content)
+
+
+@contextlib.contextmanager
+def backend_flags(precision: str, device: torch.device, autotune: bool = True) -> Iterator[None]:
+    """cuDNN and cuBLAS settings for a run on CUDA, restored afterwards; nothing to do on the CPU.
+
+    ``"fp32"`` turns TF32 off (PyTorch's default lets cuDNN convolutions use it); ``"tf32"`` and
+    ``"bf16"`` turn it on for convolutions and matmuls (bf16 feature maps are exact in TF32, so
+    their float32 Grams lose nothing to it). ``autotune``: cuDNN benchmarks its algorithms for each
+    new shape, which pays because the sizes stay fixed during a run.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = cudnn.allow_tf32, matmul.allow_tf32, cudnn.benchmark
+    cudnn.allow_tf32 = matmul.allow_tf32 = precision != "fp32"
+    cudnn.benchmark = autotune or cudnn.benchmark
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32, cudnn.benchmark = saved
+
+
+class Tracker:
+    """Every evaluation's ``[total, content, style, tv]`` and the best image so far, kept on the
+    device and updated in place (so a CUDA graph can do it): reading them is the only host sync."""
+
+    def __init__(self, x: Tensor, evaluations: int) -> None:
+        self.records = x.detach().new_zeros(evaluations, 4)
+        self.count = torch.zeros(1, dtype=torch.long, device=x.device)
+        self.best_loss = torch.full((), math.inf, dtype=x.dtype, device=x.device)
+        self.best_x = x.detach().clone()
+
+    @torch.no_grad()
+    def add(self, record: Tensor, x: Tensor) -> None:
+        self.records.index_copy_(0, self.count, record.unsqueeze(0))
+        self.count += 1
+        better = record[0] < self.best_loss  # NaN never compares smaller
+        self.best_loss.copy_(torch.where(better, record[0], self.best_loss))
+        self.best_x.copy_(torch.where(better, x, self.best_x))
+
+
+def iteration(
+    objective: Objective,
+    x: Tensor,
+    tracker: Tracker,
+    optimizer: str = "lbfgs",
+    history_size: int = 100,
+    learning_rate: float = 0.02,
+) -> Callable[[], None]:
+    """One optimiser iteration (one evaluation of ``objective`` at x, recorded in ``tracker``, then
+    the update of x in place) as a function of no arguments. For ``"lbfgs"`` it never syncs with the
+    host and can be captured in a CUDA graph (:class:`CudaGraph`)."""
+    if optimizer == "lbfgs":
+        lbfgs = LBFGS(x.numel(), history_size, device=x.device, dtype=x.dtype)
+        flat = x.detach().view(-1)
+
+        def iterate() -> None:
+            tracker.add(objective(x), x)
+            lbfgs.step(flat, x.grad.view(-1))
+
+        return iterate
+    if optimizer == "torch-lbfgs":
+        # max_iter=1 per step(): the same algorithm as one long step, with control between iterations.
+        # Tolerances of -1 never stop early (as in neural-style): ``iterations`` is what runs.
+        opt: torch.optim.Optimizer = torch.optim.LBFGS(
+            [x], lr=1, max_iter=1, history_size=history_size, tolerance_grad=-1, tolerance_change=-1
+        )
+    else:
+        opt = torch.optim.Adam([x], lr=learning_rate)
+
+    def closure() -> Tensor:
+        record = objective(x)
+        tracker.add(record, x)
+        return record[0]
+
+    return lambda: opt.step(closure)
+
+
+class CudaGraph:
+    """``fn`` run eagerly ``warmup`` times on a side stream (cuDNN autotuning and lazy
+    initialisations happen there), then captured in a CUDA graph at the next call and replayed
+    from then on: one launch per call instead of hundreds. Every call does ``fn``'s work once.
+
+    ``fn`` must sync nothing and keep its state in tensors it updates in place.
+    """
+
+    def __init__(self, fn: Callable[[], None], warmup: int = 3) -> None:
+        self.fn, self.warmup = fn, warmup
+        self.side = torch.cuda.Stream()
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    def __call__(self) -> None:
+        if self.graph is None and self.warmup > 0:
+            self.warmup -= 1
+            self.side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(self.side):
+                self.fn()
+            torch.cuda.current_stream().wait_stream(self.side)
+            return
+        if self.graph is None:
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):  # records, runs nothing
+                self.fn()
+        self.graph.replay()
 
 
 class _Progress:
@@ -233,6 +410,10 @@ def style_transfer(
     history_size: int = 100,
     gradients: str = "autograd",
     dtype: torch.dtype = torch.float32,
+    precision: str = "fp32",
+    channels_last: bool = False,
+    cuda_graphs: bool = False,
+    check_memory: bool = True,
     callback: Callable[[TransferState], bool | None] | None = None,
     progress: bool = True,
 ) -> TransferResult:
@@ -242,15 +423,17 @@ def style_transfer(
         content, style: paths, PIL images, tensors (3,H,W)/(1,3,H,W) in [0,1]; sizes may differ.
         size: long side of the output in pixels (``None``: the content image's own size).
         style_size: long side the style image is resized to (default: ``size``).
-        iterations: optimiser iterations (L-BFGS: about 1 objective evaluation each).
-        optimizer: ``"lbfgs"`` (torch.optim.LBFGS, history ``history_size``) or ``"adam"``
+        iterations: optimiser iterations (one objective evaluation each).
+        optimizer: ``"lbfgs"`` (:class:`nst_lessons.lbfgs.LBFGS`, history ``history_size``, step 1,
+            no line search), ``"torch-lbfgs"`` (the same with ``torch.optim.LBFGS``) or ``"adam"``
             (``learning_rate`` in units of [0,1] pixels).
         content_layers: layer names for L_content (default relu4_2).
         style_layers: names (weighted 1/|L| each) or ``{name: w_l}`` (default relu1_1 ... relu5_1).
         content_weight, style_weight, tv_weight: alpha, beta, gamma; ``None`` takes
             :data:`DEFAULT_LOSS_WEIGHTS` for the weights in use.
         tv_squared: squared TV instead of the L1 form.
-        init: ``"content"``, ``"noise"`` (uniform, from ``seed``), ``"style"`` or an image.
+        init: ``"content"``, ``"noise"`` (uniform, from ``seed``), ``"style"`` or an image (a tensor
+            is resized in float, not rounded to 8 bits).
         weights: ``"imagenet"``, ``"caffe"``, ``"random"``, a checkpoint path, or a loaded :class:`VGG19`.
         pooling: ``"max"`` or ``"avg"`` (ignored when ``weights`` is a loaded model).
         device: ``None`` means CUDA when available.
@@ -259,6 +442,19 @@ def style_transfer(
         dtype: ``torch.float64`` runs the whole optimisation in double precision (for checks:
             L-BFGS amplifies float32 rounding, so two float32 runs that differ only in rounding
             part ways after a few iterations).
+        precision: arithmetic of VGG-19 on a GPU. ``"fp32"`` (default): IEEE float32 throughout.
+            ``"tf32"``: TF32 tensor cores for convolutions and matmuls (10-bit mantissa products,
+            float32 sums). ``"bf16"``: VGG-19 under bf16 autocast, Grams and losses in float32;
+            the fastest, and the benchmark checks that its final loss stays within 1% of fp32's.
+            On the CPU ``"tf32"`` is the same as ``"fp32"``, and ``"bf16"`` runs (slowly without
+            native bf16 support).
+        channels_last: channels-last (NHWC) feature maps, which tensor-core convolutions prefer.
+        cuda_graphs: capture one whole iteration (evaluation and L-BFGS update) in a CUDA graph
+            after 3 warm-up iterations and replay it: removes the per-kernel launch cost, which
+            dominates below about 1024 px. Needs ``optimizer="lbfgs"``; no effect on the CPU.
+        check_memory: estimate the memory the run needs first (:mod:`nst_lessons.memory`) and
+            refuse with :class:`~nst_lessons.memory.InsufficientMemoryError` (a ``ValueError``
+            naming the largest size that fits) rather than fail half-way.
         callback: called with a :class:`TransferState` after each iteration; returning ``True`` stops.
         progress: draw a progress bar on stderr.
 
@@ -267,11 +463,15 @@ def style_transfer(
         run early with a warning, still returning the best image so far.
     """
     if optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; expected 'lbfgs' or 'adam'")
+        raise ValueError(f"unknown optimizer {optimizer!r}; expected {', '.join(OPTIMIZERS)}")
     if iterations < 1:
         raise ValueError(f"iterations must be at least 1, got {iterations}")
     if isinstance(init, str) and init not in INITS and not os.path.exists(init):
         raise ValueError(f"unknown init {init!r}; expected content, noise, style or an image path")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected {', '.join(PRECISIONS)}")
+    if cuda_graphs and optimizer != "lbfgs":
+        raise ValueError(f"cuda_graphs needs optimizer='lbfgs', not {optimizer!r}")
     for name in content_layers:
         resolve_layer(name)
     layer_weights = _style_layer_weights(style_layers)
@@ -292,73 +492,96 @@ def style_transfer(
     alpha, beta, gamma = (d if v is None else float(v) for v, d in zip((content_weight, style_weight, tv_weight), defaults))
     for name, value in (("content_weight", alpha), ("style_weight", beta), ("tv_weight", gamma)):
         _check_weight(name, value)
+    if check_memory:
+        memory.check_fits(
+            memory_model(content_image.size, style_image.size, content_layers, layer_weights, precision=precision,
+                         pooling=model.pooling, optimizer=optimizer, history_size=history_size, tv=gamma > 0),
+            max(content_image.size), device,
+        )  # fmt: skip
 
     if next(model.parameters()).dtype != dtype:
         model = copy.deepcopy(model).to(dtype)  # never change a caller's model in place
-    p = to_tensor(content_image, device, dtype)
-    a = to_tensor(style_image, device, dtype)
-    objective = Objective(model, p, a, content_layers, layer_weights, alpha, beta, gamma, tv_squared, gradients)
-    x = _initial_image(init, p, style_image, seed).requires_grad_(True)
-
-    if optimizer == "lbfgs":
-        # max_iter=1 per step(): the same algorithm as one long step, with control between iterations.
-        # Tolerances of -1 never stop early (as in neural-style): ``iterations`` is what runs.
-        opt: torch.optim.Optimizer = torch.optim.LBFGS(
-            [x], lr=1, max_iter=1, history_size=history_size, tolerance_grad=-1, tolerance_change=-1
+    with backend_flags(precision, device):
+        p = to_tensor(content_image, device, dtype)
+        a = to_tensor(style_image, device, dtype)
+        objective = Objective(
+            model, p, a, content_layers, layer_weights, alpha, beta, gamma, tv_squared, gradients, precision, channels_last
         )
-    else:
-        opt = torch.optim.Adam([x], lr=learning_rate)
+        x = _initial_image(init, p, style_image, seed).requires_grad_(True)
+        tracker = Tracker(x, iterations)
+        iterate = iteration(objective, x, tracker, optimizer, history_size, learning_rate)
+        if cuda_graphs and device.type == "cuda":
+            iterate = CudaGraph(iterate)
 
-    records: list[Tensor] = []
-    stamps: list[float] = []
-    best_loss = torch.full((), math.inf, device=device, dtype=dtype)
-    best_x = x.detach().clone()
-    start = time.perf_counter()
+        stamps: list[float] = []  # host time after each iteration was issued
 
-    def closure() -> Tensor:
-        nonlocal best_loss, best_x
-        record = objective(x)
-        records.append(record)
-        stamps.append(time.perf_counter() - start)
-        # Keep the best candidate on the device, without a host sync: NaN never compares smaller.
-        better = record[0] < best_loss
-        best_loss = torch.where(better, record[0], best_loss)
-        best_x = torch.where(better, x.detach(), best_x)
-        return record[0]
+        def history() -> list[dict[str, float]]:
+            values = tracker.records[: len(stamps)].tolist()
+            return [
+                {"total": v[0], "content": v[1], "style": v[2], "tv": v[3], "seconds": s}
+                for v, s in zip(values, stamps)
+            ]
 
-    def history() -> list[dict[str, float]]:
-        values = torch.stack(records).tolist() if records else []
-        return [
-            {"total": v[0], "content": v[1], "style": v[2], "tv": v[3], "seconds": s}
-            for v, s in zip(values, stamps)
-        ]
-
-    bar = _Progress(iterations, progress)
-    stopped: str | None = None
-    done = 0
-    try:
-        for i in range(1, iterations + 1):
-            opt.step(closure)
-            loss = float(records[-1][0])  # one sync per iteration: progress and the finiteness check
-            if not math.isfinite(loss):
-                stopped = f"the loss became {loss} at iteration {i}"
-                warnings.warn(f"{stopped}; returning the best image so far", RuntimeWarning, stacklevel=2)
-                break
-            done = i
-            bar.update(done, loss)
-            if callback is not None and callback(TransferState(done, loss, x.detach(), history())):
-                stopped = f"stopped by the callback at iteration {done}"
-                break
-    except KeyboardInterrupt:
-        stopped = f"interrupted after {done} iterations"
-        warnings.warn(f"{stopped}; returning the best image so far", RuntimeWarning, stacklevel=2)
-    seconds = time.perf_counter() - start
-    bar.update(done, float(best_loss), force=True)
-    best = best_x.clamp(0, 1).cpu()
+        bar = _Progress(iterations, progress)
+        stopped: str | None = None
+        done = 0
+        start = last_read = time.perf_counter()
+        try:
+            for i in range(1, iterations + 1):
+                iterate()
+                now = time.perf_counter()
+                stamps.append(now - start)
+                if callback is None and i < iterations and now - last_read < SYNC_SECONDS:
+                    continue
+                last_read = now
+                totals = tracker.records[done:i, 0].tolist()  # waits for the device
+                bad = next((k for k, v in enumerate(totals) if not math.isfinite(v)), None)
+                if bad is not None:
+                    del stamps[done + bad + 1 :]  # the history ends with the first non-finite loss
+                    stopped = f"the loss became {totals[bad]} at iteration {done + bad + 1}"
+                    done += bad
+                    warnings.warn(f"{stopped}; returning the best image so far", RuntimeWarning, stacklevel=2)
+                    break
+                done = i
+                bar.update(done, totals[-1])
+                if callback is not None and callback(TransferState(done, totals[-1], x.detach(), history())):
+                    stopped = f"stopped by the callback at iteration {done}"
+                    break
+        except KeyboardInterrupt:
+            done = len(stamps)
+            stopped = f"interrupted after {done} iterations"
+            warnings.warn(f"{stopped}; returning the best image so far", RuntimeWarning, stacklevel=2)
+        seconds = time.perf_counter() - start
+        bar.update(done, float(tracker.best_loss), force=True)
+        best = tracker.best_x.clamp(0, 1).cpu()
     settings = {
         "size": size, "iterations": iterations, "optimizer": optimizer, "content_layers": list(content_layers),
         "style_layers": layer_weights, "content_weight": alpha, "style_weight": beta, "tv_weight": gamma,
         "tv_squared": tv_squared, "init": init if isinstance(init, str) else "image", "weights": weights_name,
         "pooling": model.pooling, "device": str(device), "seed": seed, "gradients": gradients,
+        "history_size": history_size, "precision": precision, "channels_last": channels_last,
+        "cuda_graphs": cuda_graphs and device.type == "cuda",
     }
     return TransferResult(to_pil(best), best, history(), done, seconds, stopped, settings)
+
+
+def memory_model(
+    content_size: tuple[int, int],
+    style_size: tuple[int, int],
+    content_layers: Sequence[str],
+    style_layers: Iterable[str],
+    **settings: object,
+) -> Callable[[int], memory.MemoryEstimate]:
+    """The memory a run needs as a function of the output's long side, at the aspect ratios of the
+    content and style images (PIL sizes, width x height) and the run's ``settings`` (keyword
+    arguments of :func:`nst_lessons.memory.estimate`)."""
+    (w, h), (sw, sh) = content_size, style_size
+
+    def at(long_side: int) -> memory.MemoryEstimate:
+        scale = long_side / max(w, h)
+        return memory.estimate(
+            max(1, round(h * scale)), max(1, round(w * scale)), list(content_layers), list(style_layers),
+            style_height=max(1, round(sh * scale)), style_width=max(1, round(sw * scale)), **settings,
+        )  # fmt: skip
+
+    return at

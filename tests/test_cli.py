@@ -55,7 +55,16 @@ BAD = [
     (["transfer", "grace_hopper", "strokes", "-o", "out.png", "--weights", "alexnet"], "unknown weights 'alexnet'"),
     (["transfer", "grace_hopper", "strokes", "-o", "out.png", "--optimizer", "sgd"], "invalid choice: 'sgd'"),
     (["transfer", "grace_hopper", "strokes", "-o", "out.png", "--init", "zeros"], "no image file at zeros"),
-    (["transfer", "grace_hopper", "strokes", "-o", "out.webp2"], "cannot tell an image format"),
+    (["transfer", "grace_hopper", "strokes", "-o", "out.webp2"], "cannot write an image format"),
+    (["transfer", "grace_hopper", "strokes", "-o", "out.psd"], "cannot write an image format"),
+    (["transfer", "grace_hopper", "strokes", "-o", "."], "cannot write an image format"),
+    (["transfer", "grace_hopper", "strokes", "-o", "out.png", "--history", "."], "it is a directory"),
+    (["transfer", "grace_hopper", "strokes", "-o", "out.png", "--device", "meta"], "unknown device 'meta'"),
+    (["transfer", "grace_hopper", "strokes", "-o", "out.png", "--device", "gpu"], "unknown device 'gpu'"),
+    (["transfer", "grace_hopper", "strokes", "-o", "out.png", "--seed", "99999999999999999999"], "--seed: must be below"),
+    (["transfer", "grace_hopper", "strokes", "-o", "out.png", "--learning-rate", "0"], "greater than 0"),
+    (["transfer", "grace_hopper", "strokes", "-o", "out.png", "--style-layers", "relu1_1,relu1_1"], "named twice"),
+    (["transfer", "wide.png", "strokes", "-o", "out.png", "--weights", "random", "--size", "64"], "at least 32 px a side"),
     (["transfer", "grace_hopper", "strokes", "-o", "no/such/dir/out.png"], "does not exist"),
     (["transfer", "grace_hopper", "strokes"], "the following arguments are required: -o/--output"),
     (["paint"], "invalid choice: 'paint'"),
@@ -68,17 +77,18 @@ def test_bad_input_is_one_line_and_writes_nothing(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "notes.txt").write_text("not an image")
+    Image.new("RGB", (1000, 40)).save(tmp_path / "wide.png")
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "wide.png"]
 
 
 def test_unavailable_weights_message(tmp_path: Path) -> None:
     """Offline (here: a mirror on a closed port), the real weights fail with one clear line and no output."""
     env_home = tmp_path / "home"
     done = subprocess.run(
-        [sys.executable, "-m", "nst_lessons", "transfer", "grace_hopper", "strokes", "-o", "out.png", "--size", "32"],
+        [sys.executable, "-m", "nst_lessons", "transfer", "grace_hopper", "strokes", "-o", "out.png", "--size", "48"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
         env={**os.environ, "NST_LESSONS_HOME": str(env_home), "NST_LESSONS_WEIGHTS_MIRROR": "http://127.0.0.1:9"},
     )  # fmt: skip

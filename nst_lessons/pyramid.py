@@ -1,0 +1,115 @@
+"""Coarse-to-fine style transfer: the route to outputs too large to optimise from scratch.
+
+The image is optimised at a small size first; each result, upsampled (bicubic, in float), starts
+the next, larger level. The large levels then need only a few iterations to sharpen what the small
+ones laid out. That matters because they are where the time and memory go: at 4096 px one L-BFGS
+iteration costs 64 times one at 512 px, and the history alone holds 2 m x 50 M values (about 40 GB
+for m = 100; pass a smaller ``history_size``).
+
+The loss weights stay the same at every level. L_content grows with the number of pixels while E_l
+does not, so the large levels lean towards the photo; raise ``style_weight`` if the style fades.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Sequence
+
+import torch
+
+from nst_lessons import memory
+from nst_lessons.images import ImageLike, load_image
+from nst_lessons.transfer import TransferResult, _style_layer_weights, memory_model, style_transfer
+from nst_lessons.vgg import VGG19, default_device, load_vgg19
+
+
+_DEFAULTS = {name: p.default for name, p in inspect.signature(style_transfer).parameters.items()}
+
+
+def parse_levels(text: str) -> list[tuple[int, int]]:
+    """``"512:500,1024:200,2048:50"`` -> ``[(512, 500), (1024, 200), (2048, 50)]``."""
+    levels = []
+    for item in text.split(","):
+        size, sep, iterations = item.strip().partition(":")
+        if not sep or not size.isdigit() or not iterations.isdigit():
+            raise ValueError(f"expected SIZE:ITERATIONS pairs such as 512:500,1024:200, got {item.strip()!r}")
+        levels.append((int(size), int(iterations)))
+    return check_levels(levels)
+
+
+def check_levels(levels: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``levels`` as a list, or a ``ValueError``: sizes must grow, iteration counts be at least 1."""
+    levels = [(int(size), int(iterations)) for size, iterations in levels]
+    if not levels:
+        raise ValueError("a pyramid needs at least one level")
+    sizes = [size for size, _ in levels]
+    if sizes != sorted(set(sizes)):
+        raise ValueError(f"pyramid sizes must grow from level to level, got {sizes}")
+    if min(iterations for _, iterations in levels) < 1:
+        raise ValueError("every pyramid level needs at least 1 iteration")
+    return levels
+
+
+def pyramid_transfer(
+    content: ImageLike,
+    style: ImageLike,
+    levels: Sequence[tuple[int, int]],
+    *,
+    style_size: int | None = None,
+    init: str | ImageLike = "content",
+    weights: str | os.PathLike[str] | VGG19 = "imagenet",
+    pooling: str = "max",
+    device: str | torch.device | None = None,
+    seed: int | None = None,
+    check_memory: bool = True,
+    **options: object,
+) -> TransferResult:
+    """:func:`~nst_lessons.transfer.style_transfer` level by level, from the smallest size up.
+
+    Args:
+        content, style: as for ``style_transfer``.
+        levels: ``[(size, iterations), ...]``, sizes growing, e.g. ``[(512, 500), (1024, 200)]``.
+        style_size: the style image's long side at the last level (default: that level's size);
+            earlier levels scale it down in proportion.
+        init: the first level's starting image; later levels start from the previous result.
+        weights, pooling, device, seed: as for ``style_transfer``; the model is loaded once.
+        check_memory: check first that the *last* level fits (see :mod:`nst_lessons.memory`), so
+            that a run too big is refused before the small levels have spent their time.
+        options: any other keyword argument of ``style_transfer`` (``precision``,
+            ``history_size``, ``callback``...), the same for every level.
+
+    Returns:
+        The last level's :class:`~nst_lessons.transfer.TransferResult`, whose ``settings`` gain
+        ``"pyramid"``: one ``{"size", "iterations", "seconds", "best_loss"}`` per level.
+    """
+    levels = check_levels(levels)
+    final_size = levels[-1][0]
+    model = weights if isinstance(weights, VGG19) else load_vgg19(weights, pooling, default_device(device), seed=seed or 0)
+    if check_memory:
+        last = _DEFAULTS | options
+        content_image = load_image(content, final_size)
+        style_image = load_image(style, style_size or final_size)
+        estimate_at = memory_model(
+            content_image.size, style_image.size, last["content_layers"], _style_layer_weights(last["style_layers"]),
+            pooling=model.pooling, precision=last["precision"], optimizer=last["optimizer"],
+            history_size=last["history_size"], tv=last["tv_weight"] != 0,
+        )  # fmt: skip
+        memory.check_fits(estimate_at, max(content_image.size), next(model.parameters()).device)
+    summary: list[dict[str, object]] = []
+    result: TransferResult | None = None
+    for size, iterations in levels:
+        result = style_transfer(
+            content, style, size=size, iterations=iterations, weights=model, seed=seed,
+            style_size=round(style_size * size / final_size) if style_size else None,
+            init=init if result is None else result.tensor, check_memory=check_memory, **options,
+        )  # fmt: skip
+        summary.append({"size": size, "iterations": result.iterations, "seconds": result.seconds, "best_loss": result.best_loss})
+        if result.stopped is not None:
+            break
+    assert result is not None
+    result.settings["pyramid"] = summary
+    return result
+
+
+__all__ = ["check_levels", "parse_levels", "pyramid_transfer"]
