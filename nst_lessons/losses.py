@@ -140,9 +140,22 @@ def total_loss(
     return alpha * content + beta * style + gamma * tv
 
 
-def gram_targets(features: Mapping[str, Tensor], layers: Sequence[str]) -> dict[str, Tensor]:
-    """The style targets A_l = G(F_l) of an image's features, detached."""
-    return {name: gram_matrix(features[name]).detach() for name in layers}
+def gram_targets(
+    features: Mapping[str, Tensor], layers: Sequence[str], positions: Mapping[str, int] | None = None
+) -> dict[str, Tensor]:
+    """The style targets A_l = G(F_l) of the style image's features F_l (B, N_l, H'_l, W'_l), detached.
+
+    G sums over positions, so it grows with the image. The paper's style and generated images are
+    the same size; when they are not, pass ``positions`` = ``{layer: M_l}`` of the generated image
+    and each A_l is rescaled by M_l / M'_l (M'_l = H'_l W'_l): the style then asks for the same
+    correlations per position whatever its size (what Gatys' own code gets by dividing G by M).
+    """
+    targets = {}
+    for name in layers:
+        F = features[name]
+        scale = 1.0 if positions is None else positions[name] / (F.shape[-2] * F.shape[-1])
+        targets[name] = gram_matrix(F).detach() * scale
+    return targets
 
 
 __all__ = [

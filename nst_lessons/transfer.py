@@ -170,7 +170,10 @@ class Objective:
         self.preprocess = preprocessor(model, content.device, content.dtype)
         with torch.no_grad():
             self.P = self.features(content, self.content_layers)
-            self.A = losses.gram_targets(self.features(style, list(self.style_layers)), list(self.style_layers))
+            h, w = content.shape[-2:]  # the generated image's size
+            positions = {n: math.prod(memory.layer_shapes(h, w, n)[-1][2:]) for n in self.style_layers}
+            style_features = self.features(style, list(self.style_layers))
+            self.A = losses.gram_targets(style_features, list(self.style_layers), positions)
 
     def features(self, image: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
         """``model.extract(image, layers)`` in this objective's precision and memory format, with

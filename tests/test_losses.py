@@ -98,3 +98,13 @@ def test_total_loss_weights_the_terms() -> None:
 def test_float32_stays_float32() -> None:
     F = torch.rand(1, 3, 4, 4)
     assert losses.style_layer_loss(F, losses.gram_matrix(F)).dtype == torch.float32
+
+
+def test_gram_targets_are_rescaled_to_the_generated_images_positions() -> None:
+    F = rand(1, 4, 3, 5, seed=15)
+    tiled = F.repeat(1, 1, 2, 2)  # the same texture on four times the area: G is four times larger
+    assert torch.allclose(losses.gram_matrix(tiled), 4 * losses.gram_matrix(F))
+    (A,) = losses.gram_targets({"l": tiled}, ["l"], positions={"l": 15}).values()
+    torch.testing.assert_close(A, losses.gram_matrix(F))
+    (A_same,) = losses.gram_targets({"l": tiled}, ["l"]).values()
+    torch.testing.assert_close(A_same, losses.gram_matrix(tiled))
