@@ -4,28 +4,17 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from nst_lessons.bench import MODES, flops_per_evaluation, main
+from nst_lessons.bench import MODES, flops_per_evaluation, main, summary_at_512
 from nst_lessons.data import example_path
 from nst_lessons.transfer import CONTENT_LAYERS, STYLE_LAYERS, Objective, preprocessor, style_transfer
 from nst_lessons.vgg import VGG19
 
-pytestmark = pytest.mark.filterwarnings("ignore::nst_lessons.vgg.RandomWeightsWarning")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One torch thread: on two cores shared with other jobs, a second one mostly waits for its turn
-    (measured here: a 32-px evaluation took 40 ms with one thread and 1 s with two)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.filterwarnings("ignore::nst_lessons.vgg.RandomWeightsWarning"), pytest.mark.usefixtures("one_thread")]
 
 
 def objective(model, content_layers=CONTENT_LAYERS, style_layers=STYLE_LAYERS, size=(37, 52), **options):  # noqa: ANN001, ANN003, ANN201
@@ -62,8 +51,10 @@ def test_tiny_benchmark_writes_its_results(tmp_path, capsys) -> None:  # noqa: A
         assert name == "baseline" or mode["speedup_vs_baseline"] > 0
     assert all(v > 0 for v in row["lbfgs_bookkeeping_ms"].values())
     check = report["loss_check"]
-    assert check["fast_mode"] == "bf16" and check["fp32_loss"] > 0 and check["fast_loss"] > 0
-    assert check["within_1_percent"] == (check["relative_difference"] <= 0.01)
+    assert check["size"] == 32 and check["fp32_loss"] > 0 and set(check["modes"]) == {"fp32-rounding", "bf16"}
+    for mode in check["modes"].values():
+        assert mode["loss"] > 0 and mode["within_1_percent"] == (mode["relative_difference"] <= 0.01)
+    assert report["summary_at_512"] == {}  # 512 px was not run
 
 
 def test_preprocessing_constants_are_vgg19s() -> None:
@@ -100,3 +91,21 @@ def test_fast_options_run_on_the_cpu() -> None:
         style_transfer(content, style, **options, precision="fp16")
     with pytest.raises(ValueError, match="cuda_graphs needs optimizer='lbfgs'"):
         style_transfer(content, style, **options, optimizer="adam", cuda_graphs=True)
+
+
+def test_the_summary_sets_each_fast_mode_against_the_targets() -> None:
+    def mode(ms: float, speedup: float | None = None) -> dict[str, float]:
+        return {"ms_per_iteration": ms, **({} if speedup is None else {"speedup_vs_baseline": speedup})}
+
+    results = [
+        {"size": 256, "modes": {"bf16": mode(1.0, 9.0)}},
+        {"size": 512, "modes": {"baseline": mode(20.0), "tf32": mode(7.5, 2.67), "bf16": mode(4.0, 5.0)}},
+    ]
+    check = {"size": 512, "modes": {"tf32": {"within_1_percent": True}, "bf16": {"within_1_percent": False}}}
+    summary = summary_at_512(results, check)
+    assert summary["tf32"] == {
+        "ms_per_iteration": 7.5, "meets_6_ms": False, "speedup_vs_baseline": 2.67, "at_least_2x": True,
+        "loss_within_1_percent": True,
+    }  # fmt: skip
+    assert summary["bf16"]["meets_6_ms"] and summary["bf16"]["loss_within_1_percent"] is False
+    assert summary_at_512(results, {"size": 256, "modes": {}})["bf16"]["loss_within_1_percent"] is None

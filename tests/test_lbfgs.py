@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -14,17 +13,7 @@ from nst_lessons.lbfgs import LBFGS
 from nst_lessons.transfer import CONTENT_LAYERS, STYLE_LAYERS, Objective, Tracker, iteration, style_transfer
 from nst_lessons.vgg import VGG19
 
-pytestmark = pytest.mark.filterwarnings("ignore::nst_lessons.vgg.RandomWeightsWarning")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One torch thread: on two cores shared with other jobs, a second one mostly waits for its turn
-    (measured here: a 32-px evaluation took 40 ms with one thread and 1 s with two)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.filterwarnings("ignore::nst_lessons.vgg.RandomWeightsWarning"), pytest.mark.usefixtures("one_thread")]
 
 
 def torch_iterates(f, x0: torch.Tensor, m: int, steps: int) -> tuple[list[torch.Tensor], list[int]]:  # noqa: ANN001

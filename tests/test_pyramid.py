@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from PIL import Image
@@ -15,17 +13,8 @@ from nst_lessons.memory import InsufficientMemoryError
 from nst_lessons.pyramid import check_levels, parse_levels, pyramid_transfer
 from nst_lessons.transfer import style_transfer
 
-pytestmark = pytest.mark.filterwarnings("ignore::nst_lessons.vgg.RandomWeightsWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::nst_lessons.vgg.RandomWeightsWarning"), pytest.mark.usefixtures("one_thread")]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One torch thread: on two cores shared with other jobs, a second one mostly waits for its turn
-    (measured here: a 32-px evaluation took 40 ms with one thread and 1 s with two)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 CONTENT, STYLE = example_path("grace_hopper"), example_path("strokes")
 OPTIONS = dict(weights="random", device="cpu", progress=False)
