@@ -448,10 +448,10 @@ def style_transfer(
         precision: arithmetic of VGG-19 on a GPU. ``"fp32"`` (default): IEEE float32 throughout.
             ``"tf32"``: TF32 tensor cores for convolutions and matmuls (10-bit mantissa products,
             float32 sums). ``"bf16"``: VGG-19 under bf16 autocast, Grams and losses in float32;
-            the fastest. Both cost some of the loss L-BFGS reaches: measured on the CPU (128 px,
-            random weights, 500 iterations) bf16 ends 11% above fp32 and TF32 (emulated) 1.7%,
-            where two fp32 runs differ by 0.2%; ``python -m nst_lessons.bench`` measures it on
-            the GPU. On the CPU ``"tf32"`` is the same as ``"fp32"``, and ``"bf16"`` runs (1.9x
+            the fastest. Both cost some of the loss L-BFGS reaches: on the CPU (128 px, random
+            weights, 500 iterations) bf16 ended 11-20% above fp32 and TF32 (emulated) 1.7%, where
+            two fp32 runs differ by under 0.5%; ``python -m nst_lessons.bench`` measures it on a
+            GPU. On the CPU ``"tf32"`` is the same as ``"fp32"``, and ``"bf16"`` runs (1.6-1.9x
             faster than fp32 where the CPU has native bf16, else slowly).
         channels_last: channels-last (NHWC) feature maps, which tensor-core convolutions prefer.
         cuda_graphs: capture one whole iteration (evaluation and L-BFGS update) in a CUDA graph
