@@ -26,7 +26,8 @@ from nst_lessons import __version__
 from nst_lessons.data import CLASSICS, EXAMPLES, OFFLINE, images_home, resolve_image
 from nst_lessons.grading.cli import add_grade_parser, add_release_parser
 from nst_lessons.images import MIN_SIDE, ImageError, check_output_path, save_image
-from nst_lessons.transfer import CONTENT_LAYERS, INITS, OPTIMIZERS, STYLE_LAYERS, style_transfer
+from nst_lessons.pyramid import parse_levels, pyramid_transfer
+from nst_lessons.transfer import CONTENT_LAYERS, INITS, OPTIMIZERS, PRECISIONS, STYLE_LAYERS, style_transfer
 from nst_lessons.vgg import CHECKPOINTS, POOLING, WEIGHTS, WeightsError, fetch_weights, resolve_layer, weights_home
 
 
@@ -163,8 +164,6 @@ def _add_transfer(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--tv-weight", type=_non_negative, help="gamma, total variation (default depends on --weights)")
     p.add_argument("--tv-squared", action="store_true", help="squared total variation instead of the L1 form")
     p.add_argument("--gradients", choices=("autograd", "manual"), default="autograd", help="hand-derived dL/dF with 'manual'")
-    from nst_lessons.transfer import PRECISIONS
-
     p.add_argument("--history-size", type=_int_at_least(1), default=100, help="L-BFGS history m (default 100); it holds 2 m x 3 x pixels floats")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="GPU arithmetic: fp32 (default, exact), tf32, or bf16 (fastest)")
     p.add_argument("--channels-last", action="store_true", help="channels-last feature maps (faster with tf32/bf16 on a GPU)")
@@ -193,8 +192,6 @@ def _run_transfer(args: argparse.Namespace) -> int:
     _check_output(args.output, "image")
     if args.history is not None:
         _check_output(args.history, "json")
-    from nst_lessons.pyramid import parse_levels, pyramid_transfer
-
     levels = parse_levels(args.pyramid) if args.pyramid is not None else None
     init = args.init if args.init in INITS else str(resolve_image(args.init))
     options = dict(
