@@ -8,7 +8,9 @@ an image are F of shape (B, N_l, H_l, W_l) (the paper's F^l is one batch item vi
 - style:    E_l = 1 / (4 N_l^2 M_l^2) * sum_ij (G_ij - A_ij)^2               (A: the painting's Gram)
             L_style = sum_l w_l E_l
 - TV:       sum |x[..., i, j+1] - x[..., i, j]| + |x[..., i+1, j] - x[..., i, j]|  (or squared)
-- total:    L_total = alpha * L_content + beta * L_style + gamma * L_TV
+- temporal: L_temporal = 1/D * sum_k c_k (x_k - w_k)^2, D = C*H*W            (Ruder et al. 2016; w: the
+            previous stylised frame warped to this one, c: per-pixel weights, 0 at occlusions)
+- total:    L_total = alpha * L_content + beta * L_style + gamma * L_TV (+ lambda * L_temporal for video)
 
 Every function preserves dtype, so float64 inputs give float64 losses for gradient checks.
 Sums run over the batch too. The hand-derived gradients dL/dF (used by the "manual" gradient mode
@@ -128,6 +130,23 @@ def tv_grad(x: Tensor, squared: bool = False) -> Tensor:
     return g
 
 
+def temporal_loss(x: Tensor, warped: Tensor, c: Tensor) -> Tensor:
+    """Ruder, Dosovitskiy & Brox (2016)'s short-term temporal loss for video frames:
+    1/D * sum_k c_k (x_k - w_k)^2 with D = C*H*W (the mean over pixels and channels).
+
+    x, warped: (B, C, H, W), ``warped`` the previous stylised frame carried along the optical flow to
+    this frame; c: (B, 1, H, W) or (B, C, H, W), per-pixel weights in [0, 1] (0 where the flow is
+    unreliable: occlusions and motion boundaries), broadcast over channels.
+    """
+    d = x - warped
+    return (c * d * d).sum() / (x.shape[-3] * x.shape[-2] * x.shape[-1])
+
+
+def temporal_grad(x: Tensor, warped: Tensor, c: Tensor) -> Tensor:
+    """dL_temporal/dx = 2/D * c * (x - w), shape of x."""
+    return (2.0 / (x.shape[-3] * x.shape[-2] * x.shape[-1])) * c * (x - warped)
+
+
 def total_loss(
     alpha: float,
     content: Tensor,
@@ -166,6 +185,8 @@ __all__ = [
     "style_layer_grad",
     "style_layer_loss",
     "style_loss",
+    "temporal_grad",
+    "temporal_loss",
     "total_loss",
     "tv_grad",
     "tv_loss",

@@ -3,6 +3,8 @@ features match a photo's content and a painting's style.
 
     L_total(p, a, x) = alpha * L_content(p, x) + beta * L_style(a, x) + gamma * L_TV(x)
 
+and, for a video frame, + lambda * L_temporal(x) (Ruder et al. 2016; see ``temporal``).
+
 The optimiser is L-BFGS by default (as in the paper and jcjohnson/neural-style), or Adam.
 
 Speed: the run keeps everything on the device and reads the loss back only as often as the
@@ -71,8 +73,9 @@ class TransferResult:
     Attributes:
         image: the best image seen (lowest total loss), RGB PIL image.
         tensor: the same, (1,3,H,W) in [0,1], on the CPU.
-        history: one dict per objective evaluation: ``total``, ``content``, ``style``, ``tv``
-            (each already multiplied by its weight alpha, beta, gamma) and ``seconds`` since start.
+        history: one dict per objective evaluation: ``total``, ``content``, ``style``, ``tv``,
+            ``temporal`` (each already multiplied by its weight alpha, beta, gamma, lambda; 0 for a
+            term not in use) and ``seconds`` since start.
         iterations: optimiser iterations completed.
         seconds: wall time of the optimisation (targets and model loading excluded).
         stopped: ``None`` if all iterations ran, else why the run stopped early.
@@ -137,6 +140,9 @@ class Objective:
             differ only in backend flags (see :func:`backend_flags`).
         channels_last: run VGG-19 on channels-last (NHWC) feature maps, with a channels-last copy
             of the model (the caller's model is left as it is).
+        temporal: for a video frame, ``(warped, c)``: the previous stylised frame warped to this
+            one (1,3,H,W) and the per-pixel weights c (1,1,H,W) of :func:`losses.temporal_loss`.
+        temporal_weight: lambda, the weight of L_temporal (used only with ``temporal``).
     """
 
     def __init__(
@@ -153,6 +159,8 @@ class Objective:
         gradients: str = "autograd",
         precision: str = "fp32",
         channels_last: bool = False,
+        temporal: tuple[Tensor, Tensor] | None = None,
+        temporal_weight: float = 0.0,
     ) -> None:
         if gradients not in ("autograd", "manual"):
             raise ValueError(f"unknown gradients {gradients!r}; expected 'autograd' or 'manual'")
@@ -167,6 +175,8 @@ class Objective:
         self.gradients = gradients
         self.precision = precision
         self.channels_last = channels_last
+        self.temporal = None if temporal is None or not temporal_weight else tuple(t.detach() for t in temporal)
+        self.temporal_weight = temporal_weight
         self.preprocess = preprocessor(model, content.device, content.dtype)
         with torch.no_grad():
             self.P = self.features(content, self.content_layers)
@@ -197,25 +207,26 @@ class Objective:
                     out[wanted[i]] = h
         return {name: F.to(image.dtype) for name, F in out.items()}
 
-    def terms(self, features: Mapping[str, Tensor], x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """alpha * L_content, beta * L_style, gamma * L_TV as 0-dim tensors."""
+    def terms(self, features: Mapping[str, Tensor], x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """alpha * L_content, beta * L_style, gamma * L_TV, lambda * L_temporal as 0-dim tensors."""
         zero = x.new_zeros(())
         content = sum((losses.content_loss(features[n], self.P[n]) for n in self.content_layers), zero)
         style = losses.style_loss(features, self.A, self.style_layers) if self.style_layers else zero
         tv = losses.tv_loss(x, squared=self.tv_squared) if self.gamma else zero
-        return self.alpha * content, self.beta * style, self.gamma * tv
+        temporal = losses.temporal_loss(x, *self.temporal) if self.temporal is not None else zero
+        return self.alpha * content, self.beta * style, self.gamma * tv, self.temporal_weight * temporal
 
     def __call__(self, x: Tensor) -> Tensor:
         """Evaluate at x (1,3,H,W), setting ``x.grad`` to dL/dx (contiguous). Returns the stacked
-        ``[total, content, style, tv]`` (weighted), detached, on x's device: no host sync, and
+        ``[total, content, style, tv, temporal]`` (weighted), detached, on x's device: no host sync, and
         nothing that a CUDA graph could not capture."""
         features = self.features(x, self.layers)
         if self.gradients == "autograd":
-            content, style, tv = self.terms(features, x)
-            (grad,) = torch.autograd.grad(content + style + tv, x)
+            content, style, tv, temporal = self.terms(features, x)
+            (grad,) = torch.autograd.grad(content + style + tv + temporal, x)
         else:
             with torch.no_grad():
-                content, style, tv = self.terms(features, x)
+                content, style, tv, temporal = self.terms(features, x)
                 grads = {n: torch.zeros_like(features[n]) for n in self.layers}
                 for n in self.content_layers:
                     grads[n] += self.alpha * losses.content_grad(features[n], self.P[n])
@@ -224,9 +235,11 @@ class Objective:
             (grad,) = torch.autograd.grad([features[n] for n in self.layers], x, [grads[n] for n in self.layers])
             if self.gamma:
                 grad = grad + self.gamma * losses.tv_grad(x.detach(), squared=self.tv_squared)
+            if self.temporal is not None:
+                grad = grad + self.temporal_weight * losses.temporal_grad(x.detach(), *self.temporal)
         x.grad = grad.contiguous()  # channels-last feature maps hand back a channels-last gradient
-        total = content + style + tv
-        return torch.stack([total, content, style, tv]).detach()
+        total = content + style + tv + temporal
+        return torch.stack([total, content, style, tv, temporal]).detach()
 
 
 def _style_layer_weights(style_layers: Sequence[str] | Mapping[str, float]) -> dict[str, float]:
@@ -267,6 +280,23 @@ def _initial_image(init: str | ImageLike, content: Tensor, style_image: Image.Im
     return to_tensor(load_image(init).resize((w, h), Image.Resampling.LANCZOS)).to(content)
 
 
+def _temporal_target(temporal: tuple[ImageLike, Tensor], content: Tensor) -> tuple[Tensor, Tensor]:
+    """``(warped, c)`` as (1,3,H,W) and (1,1,H,W) tensors on the content's device, checked against
+    the output's size H x W."""
+    warped, c = temporal
+    h, w = content.shape[-2:]
+    warped = warped.detach() if isinstance(warped, Tensor) else to_tensor(load_image(warped))
+    warped = warped[None] if warped.dim() == 3 else warped
+    c = torch.as_tensor(c).detach()
+    c = c[None, None] if c.dim() == 2 else c
+    if tuple(warped.shape) != (1, 3, h, w) or tuple(c.shape) != (1, 1, h, w):
+        raise ValueError(
+            f"temporal: expected a warped frame of shape (1,3,{h},{w}) and weights (1,1,{h},{w}), "
+            f"got {tuple(warped.shape)} and {tuple(c.shape)}"
+        )
+    return warped.to(content), c.to(content)
+
+
 @contextlib.contextmanager
 def backend_flags(precision: str, device: torch.device, autotune: bool = True) -> Iterator[None]:
     """cuDNN and cuBLAS settings for a run on CUDA, restored afterwards; nothing to do on the CPU.
@@ -290,11 +320,11 @@ def backend_flags(precision: str, device: torch.device, autotune: bool = True) -
 
 
 class Tracker:
-    """Every evaluation's ``[total, content, style, tv]`` and the best image so far, kept on the
+    """Every evaluation's ``[total, content, style, tv, temporal]`` and the best image so far, kept on the
     device and updated in place (so a CUDA graph can do it): reading them is the only host sync."""
 
     def __init__(self, x: Tensor, evaluations: int) -> None:
-        self.records = x.detach().new_zeros(evaluations, 4)
+        self.records = x.detach().new_zeros(evaluations, 5)
         self.count = torch.zeros(1, dtype=torch.long, device=x.device)
         self.best_loss = torch.full((), math.inf, dtype=x.dtype, device=x.device)
         self.best_x = x.detach().clone()
@@ -417,6 +447,8 @@ def style_transfer(
     channels_last: bool = False,
     cuda_graphs: bool = False,
     check_memory: bool = True,
+    temporal: tuple[ImageLike, Tensor] | None = None,
+    temporal_weight: float = 0.0,
     callback: Callable[[TransferState], bool | None] | None = None,
     progress: bool = True,
 ) -> TransferResult:
@@ -460,6 +492,12 @@ def style_transfer(
         check_memory: estimate the memory the run needs first (:mod:`nst_lessons.memory`) and
             refuse with :class:`~nst_lessons.memory.InsufficientMemoryError` (a ``ValueError``
             naming the largest size that fits) rather than fail half-way.
+        temporal: for a video frame, ``(warped, c)``: the previous stylised frame carried to this
+            frame along the optical flow (an image of the output's size, or a tensor (3,H,W)/(1,3,H,W)
+            in [0,1]) and the per-pixel weights c, (H,W) or (1,1,H,W) in [0,1] (0 at occlusions and
+            motion boundaries). Adds lambda * L_temporal (:func:`losses.temporal_loss`);
+            :mod:`nst_lessons.video` builds both.
+        temporal_weight: lambda, the weight of L_temporal.
         callback: called with a :class:`TransferState` after each iteration; returning ``True`` stops.
         progress: draw a progress bar on stderr.
 
@@ -495,7 +533,8 @@ def style_transfer(
         weights_name = os.fspath(weights)
     defaults = DEFAULT_LOSS_WEIGHTS.get(weights_name, DEFAULT_LOSS_WEIGHTS["caffe" if model.preprocessing == "caffe" else "imagenet"])
     alpha, beta, gamma = (d if v is None else float(v) for v, d in zip((content_weight, style_weight, tv_weight), defaults))
-    for name, value in (("content_weight", alpha), ("style_weight", beta), ("tv_weight", gamma)):
+    for name, value in (("content_weight", alpha), ("style_weight", beta), ("tv_weight", gamma),
+                        ("temporal_weight", temporal_weight)):
         _check_weight(name, value)
     if check_memory:
         memory.check_fits(
@@ -509,9 +548,11 @@ def style_transfer(
     with backend_flags(precision, device):
         p = to_tensor(content_image, device, dtype)
         a = to_tensor(style_image, device, dtype)
+        frame = _temporal_target(temporal, p) if temporal is not None and temporal_weight else None
         objective = Objective(
-            model, p, a, content_layers, layer_weights, alpha, beta, gamma, tv_squared, gradients, precision, channels_last
-        )
+            model, p, a, content_layers, layer_weights, alpha, beta, gamma, tv_squared, gradients, precision, channels_last,
+            temporal=frame, temporal_weight=temporal_weight,
+        )  # fmt: skip
         x = _initial_image(init, p, style_image, seed).requires_grad_(True)
         tracker = Tracker(x, iterations)
         iterate = iteration(objective, x, tracker, optimizer, history_size, learning_rate)
@@ -523,7 +564,7 @@ def style_transfer(
         def history() -> list[dict[str, float]]:
             values = tracker.records[: len(stamps)].tolist()
             return [
-                {"total": v[0], "content": v[1], "style": v[2], "tv": v[3], "seconds": s}
+                {"total": v[0], "content": v[1], "style": v[2], "tv": v[3], "temporal": v[4], "seconds": s}
                 for v, s in zip(values, stamps)
             ]
 
@@ -565,7 +606,7 @@ def style_transfer(
         "tv_squared": tv_squared, "init": init if isinstance(init, str) else "image", "weights": weights_name,
         "pooling": model.pooling, "device": str(device), "seed": seed, "gradients": gradients,
         "history_size": history_size, "precision": precision, "channels_last": channels_last,
-        "cuda_graphs": cuda_graphs and device.type == "cuda",
+        "cuda_graphs": cuda_graphs and device.type == "cuda", "temporal_weight": temporal_weight if temporal is not None else 0.0,
     }
     return TransferResult(to_pil(best), best, history(), done, seconds, stopped, settings)
 

@@ -90,6 +90,17 @@ def test_tv_grad_matches_autograd(squared: bool) -> None:
     torch.testing.assert_close(losses.tv_grad(x.detach(), squared=squared), auto, rtol=1e-12, atol=1e-12)
 
 
+def test_temporal_loss_is_the_weighted_mean_squared_difference() -> None:
+    x, w = rand(1, 3, 4, 5, seed=20), rand(1, 3, 4, 5, seed=21)
+    c = (rand(1, 1, 4, 5, seed=22) > 0.5).double()
+    expected = sum(c[0, 0, i, j] * (x[0, k, i, j] - w[0, k, i, j]) ** 2 for k in range(3) for i in range(4) for j in range(5)) / 60
+    assert losses.temporal_loss(x, w, c).item() == pytest.approx(expected.item(), rel=1e-12)
+    assert losses.temporal_loss(x, w, torch.zeros_like(c)).item() == 0.0  # occluded everywhere: no pull
+    x.requires_grad_(True)
+    (auto,) = torch.autograd.grad(losses.temporal_loss(x, w, c), x)
+    torch.testing.assert_close(losses.temporal_grad(x.detach(), w, c), auto, rtol=1e-12, atol=1e-12)
+
+
 def test_total_loss_weights_the_terms() -> None:
     total = losses.total_loss(2.0, torch.tensor(3.0), 10.0, torch.tensor(0.5), 0.1, torch.tensor(7.0))
     assert total.item() == pytest.approx(2 * 3 + 10 * 0.5 + 0.1 * 7)

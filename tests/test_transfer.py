@@ -86,6 +86,28 @@ def test_manual_gradients_reproduce_autograd(content, style) -> None:  # noqa: A
     assert auto.best_loss < 0.5 * auto.history[0]["total"]
 
 
+def test_temporal_term_pulls_towards_the_warped_frame_where_c_is_one(content, style) -> None:  # noqa: ANN001
+    warped = torch.rand(1, 3, 64, 55, generator=torch.Generator().manual_seed(0))
+    c = torch.zeros(64, 55)
+    c[:, :27] = 1.0  # the left half is "visible in the previous frame", the right half occluded
+    plain = run(content, style, iterations=8)
+    pulled = run(content, style, iterations=8, temporal=(warped, c), temporal_weight=1e9)
+
+    def distance(result, half: slice) -> float:  # noqa: ANN001
+        return (result.tensor - warped)[..., half].pow(2).mean().item()
+
+    assert distance(pulled, slice(0, 27)) < 0.5 * distance(plain, slice(0, 27))
+    assert distance(pulled, slice(27, None)) > 0.8 * distance(plain, slice(27, None))  # c = 0: left alone
+    assert pulled.history[0]["temporal"] > 0 and all(h["temporal"] == 0 for h in plain.history)
+    for h in pulled.history:
+        assert h["total"] == pytest.approx(h["content"] + h["style"] + h["tv"] + h["temporal"], rel=1e-5)
+    auto = run(content, style, iterations=6, temporal=(warped, c), temporal_weight=1e9, dtype=torch.float64)
+    manual = run(content, style, iterations=6, temporal=(warped, c), temporal_weight=1e9, dtype=torch.float64, gradients="manual")
+    torch.testing.assert_close(manual.tensor, auto.tensor, atol=1e-7, rtol=0)
+    with pytest.raises(ValueError, match="temporal: expected a warped frame of shape"):
+        run(content, style, temporal=(warped[..., :50], c), temporal_weight=1.0)
+
+
 def test_callback_sees_every_iteration_and_can_stop(content, style) -> None:  # noqa: ANN001
     seen: list[int] = []
 
@@ -133,6 +155,7 @@ def test_non_finite_loss_stops_with_a_warning(content, style, monkeypatch: pytes
         ({"content_layers": ["conv6_1"]}, "unknown VGG-19 layer"),
         ({"style_layers": {"relu1_1": -1.0}}, "style layer weight"),
         ({"style_weight": -5.0}, "style_weight must be"),
+        ({"temporal_weight": float("nan")}, "temporal_weight must be"),
         ({"content_layers": [], "style_layers": []}, "nothing to optimise"),
         ({"gradients": "numeric"}, "unknown gradients"),
     ],
