@@ -29,6 +29,7 @@ from nst_lessons.images import MIN_SIDE, ImageError, check_output_path, save_ima
 from nst_lessons.pyramid import parse_levels, pyramid_transfer
 from nst_lessons.transfer import CONTENT_LAYERS, INITS, OPTIMIZERS, PRECISIONS, STYLE_LAYERS, style_transfer
 from nst_lessons.vgg import CHECKPOINTS, POOLING, WEIGHTS, WeightsError, fetch_weights, resolve_layer, weights_home
+from nst_lessons.video import add_video_parser
 
 
 class UsageError(Exception):
@@ -252,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_examples(subparsers)
     add_grade_parser(subparsers)
     add_release_parser(subparsers)
+    add_video_parser(subparsers)
     return parser
 
 
