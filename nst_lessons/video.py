@@ -440,6 +440,15 @@ def gif_durations(frames: int, fps: float) -> list[int]:
     return [max(10, b - a) for a, b in zip(ends, ends[1:])]
 
 
+def gif_frames(frames: Sequence[np.ndarray], sample: int = 32) -> list[Image.Image]:
+    """Frames (H,W,3) uint8 as palette images sharing one 256-colour palette (median cut over up to
+    ``sample`` frames, no dithering): a colour maps to the same entry in every frame, where a palette
+    per frame (Pillow's default) makes still colours flicker."""
+    picked = frames[:: max(1, math.ceil(len(frames) / sample))]
+    palette = Image.fromarray(np.concatenate(picked)).quantize(256, Image.Quantize.MEDIANCUT)
+    return [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
+
+
 class VideoWriter:
     """Writes frames to a video file or a folder of frames, atomically: nothing appears at ``path``
     until the ``with`` block ends without an exception, and leaving it early (after catching
@@ -447,7 +456,7 @@ class VideoWriter:
     no frame at all, leaves nothing behind.
 
     mp4 (H.264, CRF 18) and webm (VP9, CRF 30) are streamed to ffmpeg; a GIF is assembled in memory
-    and written at the end; a folder gets ``frame_00001.png``, ... and appears when complete.
+    and written at the end, with one palette for all frames (:func:`gif_frames`); a folder gets ``frame_00001.png``, ... and appears when complete.
 
     Args:
         path: ``.mp4``, ``.webm``, ``.gif``, or a folder (new or empty).
@@ -498,8 +507,9 @@ class VideoWriter:
             self._ffmpeg, ffmpeg = None, self._ffmpeg
             ffmpeg.close()  # waits for ffmpeg to write the trailer
         elif self.kind == "gif":
-            durations = gif_durations(self.count, self.fps)
-            iio.imwrite(self._tmp, np.stack(self._gif), plugin="pillow", extension=".gif", duration=durations, loop=0)
+            frames = gif_frames(self._gif)
+            frames[0].save(self._tmp, format="GIF", save_all=True, append_images=frames[1:],
+                           duration=gif_durations(self.count, self.fps), loop=0)  # fmt: skip
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
         try:
