@@ -293,7 +293,7 @@ def stylise_frames(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = style_transfer(
-                content_im, style_image, size=None, init=init, weights=model, temporal=temporal if lam > 0 else None,
+                content_im, style_image, size=None, style_size=max(style_image.size), init=init, weights=model, temporal=temporal if lam > 0 else None,
                 temporal_weight=lam, check_memory=False, progress=False, **options,  # type: ignore[arg-type]
             )  # fmt: skip
         if result.stopped is not None and result.stopped.startswith("interrupted"):
@@ -553,7 +553,8 @@ def check_fits(
 ) -> memory.MemoryEstimate:
     """Refuse up front a video that will not fit: one frame's run on ``device`` (the estimate of
     :func:`nst_lessons.transfer.memory_model` plus the warped frame, c and the start image) and, for
-    a GIF, all output frames assembled in host memory (twice: the list and the stacked copy).
+    a GIF, all output frames assembled in host memory (twice: as RGB and as palette images, with
+    room to spare).
 
     Args:
         info: the input. frame, style: (width, height) of the output frames and the style image.
@@ -564,14 +565,20 @@ def check_fits(
             saying how many GIF frames would.
     """
     run = memory_model(frame, style, content_layers, list(style_layers), **settings)
-    per_frame = lambda long_side: dataclasses.replace(r := run(long_side), images=r.images + 7 * r.height * r.width * 4)  # noqa: E731
+
+    def per_frame(long_side: int) -> memory.MemoryEstimate:
+        estimate = run(long_side)  # + the warped frame (3 channels), c (1) and the start image (3), float32
+        return dataclasses.replace(estimate, images=estimate.images + 7 * estimate.height * estimate.width * 4)
+
     needed = memory.check_fits(per_frame, max(frame), device)
     if kind != "gif":
         return needed
     host = memory.available_bytes(torch.device("cpu"))
-    buffered = 2 * info.frames * frame[0] * frame[1] * 3 + (needed.total if device.type == "cpu" else 0)
+    per_gif_frame = 2 * frame[0] * frame[1] * 3  # uint8 RGB, in the list and in the palette images
+    on_host = needed.total if device.type == "cpu" else 0
+    buffered = info.frames * per_gif_frame + on_host
     if host is not None and buffered > 0.9 * host:
-        fit = max(0, int((0.9 * host - buffered + 2 * info.frames * frame[0] * frame[1] * 3) // (6 * frame[0] * frame[1])))
+        fit = max(0, int((0.9 * host - on_host) // per_gif_frame))
         raise memory.InsufficientMemoryError(
             f"a {info.frames}-frame {frame[0]}x{frame[1]} GIF is assembled in memory and needs about "
             f"{buffered / 2**30:.1f} GiB but {host / 2**30:.1f} GiB are free; about {fit} frames fit "
