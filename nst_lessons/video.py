@@ -30,8 +30,10 @@ frame gives one output frame, at the input's frame rate. H.264 and VP9 need even
 mp4/webm output's sides are rounded down to even numbers. GIF stores each frame's duration in
 hundredths of a second: frame k is written to end at round(100 (k+1) / fps) / 100 s, so the clip's
 length and mean frame rate are kept to within 10 ms while single durations alternate (30 fps:
-30, 40, 30 ms, ...); Pillow merges a frame identical to the one before it into that frame, and
-browsers play delays under 20 ms at 100 ms, so a GIF above 50 fps plays slowly.
+30, 40, 30 ms, ...). Pillow stores a frame identical (after the palette) to the one before it by
+lengthening that frame: the timing is kept, but such a GIF reads back with fewer frames (mp4, webm
+and folders keep every frame). Browsers play delays under 20 ms at 100 ms: a GIF above 50 fps
+plays slowly.
 
 Memory: frames are streamed (two input frames and one stylised frame are held), except that a GIF is
 assembled in memory before it is written; :func:`check_fits` refuses up front a frame size that does
@@ -63,10 +65,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from nst_lessons import memory
+from nst_lessons.data import resolve_image
 from nst_lessons.files import atomic_path
 from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, load_image, to_tensor
-from nst_lessons.transfer import CONTENT_LAYERS, STYLE_LAYERS, TransferResult, memory_model, style_transfer
-from nst_lessons.vgg import VGG19, default_device, load_vgg19
+from nst_lessons.transfer import CONTENT_LAYERS, PRECISIONS, STYLE_LAYERS, TransferResult, memory_model, style_transfer
+from nst_lessons.vgg import POOLING, VGG19, default_device, load_vgg19
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".gif")
 """Video files that can be written (and read)."""
@@ -693,12 +696,12 @@ def add_video_parser(subparsers: argparse._SubParsersAction) -> None:
         help="stylise a video, frame by frame, with temporal consistency",
         description="Style transfer for a video (Ruder et al., 2016): each frame starts from the previous "
         "stylised frame warped along the optical flow, and a temporal loss keeps it there except at "
-        "occlusions and motion boundaries. IN is a video (.mp4 .webm .gif .mov .mkv .avi) or a folder of "
+        "occlusions and motion boundaries. IN is a video (.mp4 .webm .gif .mov .mkv .avi .m4v) or a folder of "
         "frames; OUT is .mp4, .webm, .gif or a new folder of PNG frames. The frame count and rate are kept.",
     )
-    p.add_argument("input", type=Path, help="a video file or a folder of frames")
+    p.add_argument("input", type=Path, metavar="IN", help="a video file or a folder of frames")
     p.add_argument("style", help="style image: a file, or an example name such as starry_night or strokes")
-    p.add_argument("-o", "--output", type=Path, required=True, help="where to write the result (.mp4, .webm, .gif or a folder)")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="where to write the result (.mp4, .webm, .gif or a folder)")
     p.add_argument("--size", type=cli._int_at_least(MIN_SIDE), default=512, help="long side of the output frames in px (default 512)")
     p.add_argument("--style-size", type=cli._int_at_least(MIN_SIDE), help="long side of the style image in px (default: --size)")
     p.add_argument("--iterations", type=cli._int_at_least(1), default=300, help="L-BFGS iterations per frame (default 300)")
@@ -711,21 +714,19 @@ def add_video_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=cli._positive, help=f"frame rate of a folder of frames (default {FOLDER_FPS:g})")
     p.add_argument("--max-frames", type=cli._int_at_least(1), help="stylise only the first N frames")
     p.add_argument("--weights", type=cli._weights, default="imagenet", help="imagenet, caffe, random or a checkpoint file (default imagenet)")
-    p.add_argument("--pooling", choices=("max", "avg"), default="max", help="default max")
+    p.add_argument("--pooling", choices=POOLING, default="max", help="default max")
     p.add_argument("--device", type=cli._device, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--seed", type=cli._seed, help="seed for random weights")
     p.add_argument("--content-weight", type=cli._non_negative, help="alpha (default depends on --weights)")
     p.add_argument("--style-weight", type=cli._non_negative, help="beta (default depends on --weights)")
     p.add_argument("--tv-weight", type=cli._non_negative, help="gamma, total variation (default depends on --weights)")
-    p.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default="fp32", help="GPU arithmetic (default fp32)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="GPU arithmetic (default fp32)")
     p.add_argument("--no-memory-check", action="store_true", help="skip the memory estimate that refuses videos too large")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_video)
 
 
 def _run_video(args: argparse.Namespace) -> int:
-    from nst_lessons.data import resolve_image
-
     style = resolve_image(args.style)
     options = {
         name: getattr(args, name)
