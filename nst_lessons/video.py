@@ -23,7 +23,7 @@ the stylised frame i-1 along the optical flow between the input frames:
 pixels with c = 1, in [0, 1] units, with the flow of the *input* frames, so that two stylisations
 of one clip are measured alike.
 
-Files (:func:`read_video`, :class:`VideoWriter`): mp4 (H.264), webm (VP9) and gif, read and written
+Files (:func:`probe`, :func:`iter_frames`, :class:`VideoWriter`): mp4 (H.264), webm (VP9) and gif, read and written
 with imageio and the ffmpeg that imageio-ffmpeg ships; also read: mov, mkv, avi, m4v; and a folder
 of numbered frames (png, jpg, ...; the frame rate then comes from ``fps``, default 25). Every input
 frame gives one output frame, at the input's frame rate. H.264 and VP9 need even sides, so an
@@ -383,8 +383,13 @@ def probe(path: str | os.PathLike[str], fps: float | None = None) -> VideoInfo:
         n, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
         return VideoInfo(path, n, float(meta["fps"]), *meta["size"])
     except (OSError, RuntimeError, ValueError, StopIteration, KeyError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else "no frames"
-        raise VideoError(f"{path} is not a readable video ({reason})") from None
+        raise VideoError(f"{path} is not a readable video ({_reason(error)})") from None
+
+
+def _reason(error: Exception) -> str:
+    """The first line of an error from ffmpeg or Pillow (ffmpeg's are many lines long)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else "no frames"
 
 
 def iter_frames(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
@@ -398,18 +403,14 @@ def iter_frames(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
             yield frame
     else:
         reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
-        width, height = next(reader)["size"]
         try:
+            width, height = next(reader)["size"]
             for data in reader:
                 yield np.frombuffer(data, np.uint8).reshape(height, width, 3)
+        except (OSError, RuntimeError, StopIteration) as error:
+            raise VideoError(f"{path} could not be decoded ({_reason(error)})") from None
         finally:
             reader.close()
-
-
-def read_video(path: str | os.PathLike[str], fps: float | None = None) -> tuple[list[np.ndarray], float]:
-    """All frames (each (H,W,3) uint8) and the frame rate of a video file or folder of frames."""
-    info = probe(path, fps)
-    return list(iter_frames(path)), info.fps
 
 
 # --------------------------------------------------------------------------- writing
