@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import itertools
 import math
 import os
 import re
@@ -649,19 +650,20 @@ def stylise_video(
     kind = check_output(output)
     total = info.frames if max_frames is None else min(info.frames, max_frames)
     wh = frame_size(info.width, info.height, size, even=kind in ("mp4", "webm"))
+    run_device = next(weights.parameters()).device if isinstance(weights, VGG19) else default_device(device)
+    style_image = load_image(style, options.get("style_size") or max(wh))  # type: ignore[arg-type]
+    if check_memory:  # before the weights are loaded (or downloaded)
+        settings = {k: options[k] for k in ("precision", "optimizer", "history_size") if k in options}
+        check_fits(dataclasses.replace(info, frames=total), wh, style_image.size, kind, run_device,
+                   content_layers=options.get("content_layers", CONTENT_LAYERS),  # type: ignore[arg-type]
+                   style_layers=list(options.get("style_layers", STYLE_LAYERS)),  # type: ignore[call-overload]
+                   pooling=weights.pooling if isinstance(weights, VGG19) else pooling, tv=options.get("tv_weight") != 0,
+                   **settings)  # fmt: skip
     if isinstance(weights, VGG19):
         model = weights
     else:
-        model = load_vgg19(weights, pooling=pooling, device=default_device(device), seed=int(options.get("seed") or 0))  # type: ignore[call-overload]
-    style_image = load_image(style, options.get("style_size") or max(wh))  # type: ignore[arg-type]
-    if check_memory:
-        settings = {k: options[k] for k in ("precision", "optimizer", "history_size") if k in options}
-        layers = options.get("style_layers", STYLE_LAYERS)
-        tv = options.get("tv_weight", None) != 0
-        check_fits(dataclasses.replace(info, frames=total), wh, style_image.size, kind, next(model.parameters()).device,
-                   content_layers=options.get("content_layers", CONTENT_LAYERS), style_layers=list(layers),  # type: ignore[arg-type]
-                   pooling=model.pooling, tv=tv, **settings)  # fmt: skip
-    frames = (f for k, f in enumerate(iter_frames(source)) if k < total)
+        model = load_vgg19(weights, pooling=pooling, device=run_device, seed=int(options.get("seed") or 0))  # type: ignore[call-overload]
+    frames = itertools.islice(iter_frames(source), total)
     flicker: list[float] = []
     seconds, interrupted, previous = 0.0, False, None
     bar = tqdm(total=total, unit="frame", disable=not progress, file=sys.stderr, desc=Path(output).name)
