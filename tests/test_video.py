@@ -153,10 +153,13 @@ def _interrupt_at(monkeypatch: pytest.MonkeyPatch, frame: int) -> None:
     """Ctrl-C during the given frame's optimisation (counting from 1), as style_transfer sees it."""
     real, calls = video.style_transfer, []
 
+    def ctrl_c(state: object) -> None:
+        raise KeyboardInterrupt
+
     def style_transfer(*args: object, **kwargs: object):  # noqa: ANN202
         calls.append(1)
         if len(calls) == frame:
-            kwargs["callback"] = lambda state: (_ for _ in ()).throw(KeyboardInterrupt)
+            kwargs["callback"] = ctrl_c
         return real(*args, **kwargs)
 
     monkeypatch.setattr(video, "style_transfer", style_transfer)
