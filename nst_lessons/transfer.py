@@ -47,11 +47,15 @@ DEFAULT_LOSS_WEIGHTS: dict[str, tuple[float, float, float]] = {
     "caffe": (1.0, 1e4, 1e4),
     "random": (1.0, 1e8, 1.0),
 }
-"""(alpha, beta, gamma) per weights option. The Caffe network's activations are roughly 100x
-larger than torchvision's (it takes 0-255 input), so its losses are ~1e4x larger at equal alpha:
-alpha/beta = 1e-4 for "caffe" (within the paper's range, Fig. 3) corresponds to 1e-8 for
-"imagenet". Tuned for a 512-px content image: L_content grows with the number of positions M
-while E_l does not, so larger images need a larger beta for the same look."""
+"""(alpha, beta, gamma) per weights option, chosen for these networks, not taken from the paper.
+The paper's alpha/beta (1e-3, 1e-4; Fig. 3) are for Gatys' normalised VGG-19, whose filters were
+rescaled to a mean activation of 1 over ImageNet images (:func:`nst_lessons.vgg.normalize_activations`
+builds such a network from any weights); neither the raw Caffe weights nor torchvision's are that
+network, so no ratio here "is" the paper's. The Caffe network's activations are roughly 100x
+larger than torchvision's (it takes 0-255 input), so its losses are ~1e4x larger at equal alpha,
+hence beta = 1e4 for "caffe" against 1e8 for "imagenet". Tuned for a 512-px content image:
+L_content grows with the number of positions M while E_l does not, so larger images need a larger
+beta for the same look."""
 
 OPTIMIZERS = ("lbfgs", "adam", "torch-lbfgs")
 """``"lbfgs"`` is :class:`nst_lessons.lbfgs.LBFGS`; ``"torch-lbfgs"`` the same algorithm as
