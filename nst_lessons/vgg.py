@@ -343,9 +343,10 @@ def default_device(device: str | torch.device | None = None) -> torch.device:
 def normalize_activations(model: VGG19, images: Tensor | Iterable[Tensor]) -> dict[str, Tensor]:
     """Rescale ``model``'s filters, in place, so that each one's mean activation over ``images`` is 1.
 
-    Gatys et al. ran their experiments on such a *normalised* VGG-19 (the paper's Methods; the CVPR
-    2016 version; his code ships it): the mean of each rectified feature map, over ImageNet images
-    and all positions, is 1. The paper's α/β ratios are for that network, not for the raw weights.
+    Gatys et al. ran their experiments on such a *normalised* VGG-19 (described in the CVPR 2016
+    version of the paper, section 2; his code ships it): the mean of each rectified feature map,
+    over ImageNet images and all positions, is 1. The paper's α/β ratios are for that network, not
+    for the raw weights.
 
     Let s_i^l be the mean of filter i's rectified map F^l_i = max(0, Z^l_i) over the images and all
     positions. Dividing filter i's weights and bias by s_i^l divides Z^l_i, hence F^l_i, by s_i^l
