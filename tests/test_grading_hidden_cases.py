@@ -14,6 +14,7 @@ from nst_lessons.cli import main
 from nst_lessons.grading.cases import (
     EXERCISES,
     HIDDEN_CASES_ENV,
+    HIDDEN_SEED,
     SHIPPED,
     hidden_cases,
     load_hidden_cases,
@@ -42,12 +43,15 @@ def instructor_file(tmp_path: Path) -> Path:
 
 
 def test_the_default_is_the_shipped_cases(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(HIDDEN_CASES_ENV, raising=False)
-    assert hidden_cases() is SHIPPED
-    for name in EXERCISES[:-1]:  # the closure's cases hold a network; compare its inputs by label
-        for ours, theirs in zip(SHIPPED.cases(name), make_cases(name, hidden=True), strict=True):
-            assert ours.label == theirs.label
-            assert all(np.array_equal(ours.args[k], theirs.args[k]) for k in ours.args)
+    for unset in (None, ""):
+        if unset is None:
+            monkeypatch.delenv(HIDDEN_CASES_ENV, raising=False)
+        else:
+            monkeypatch.setenv(HIDDEN_CASES_ENV, unset)
+        assert hidden_cases() is SHIPPED
+    assert SHIPPED.seeds == (HIDDEN_SEED,) and not SHIPPED.extra
+    for name in EXERCISES:
+        assert len(SHIPPED.cases(name)) == len(make_cases(name, hidden=True)) >= 2
 
 
 def test_a_file_sets_the_seeds_and_adds_cases(instructor_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:

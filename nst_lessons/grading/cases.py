@@ -159,9 +159,11 @@ def make_cases(name: str, hidden: bool, seed: int = HIDDEN_SEED) -> list[Case]:
     """The public (``hidden=False``) or hidden cases of exercise ``name``; hidden ones depend on ``seed``."""
     if name not in _MAKERS:
         raise ValueError(f"unknown exercise {name!r}; expected one of {', '.join(EXERCISES)}")
-    make, public, secret = _MAKERS[name]
-    rng = np.random.default_rng(seed if hidden else PUBLIC_SEED)
-    return [make(rng, shape) for shape in (secret if hidden else public)]
+    if hidden:
+        return HiddenCases(seeds=(seed,)).cases(name)
+    make, public, _ = _MAKERS[name]
+    rng = np.random.default_rng(PUBLIC_SEED)
+    return [make(rng, shape) for shape in public]
 
 
 # --------------------------------------------------------------------------- the instructor's hidden cases
@@ -185,12 +187,10 @@ class HiddenCases:
         extra: exercise name -> extra shapes, in the form of the shipped ones (``(C, H, W)``;
             ``(K, C, H, W)`` for ``conv2d_backward``; ``(H, W, content layers, style layers)`` for
             ``make_closure``).
-        source: where they came from, for messages.
     """
 
     seeds: tuple[int, ...] = (HIDDEN_SEED,)
     extra: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
-    source: str = "the shipped hidden cases"
 
     def cases(self, name: str) -> list[Case]:
         """Exercise ``name``'s hidden cases."""
@@ -198,18 +198,22 @@ class HiddenCases:
             raise ValueError(f"unknown exercise {name!r}; expected one of {', '.join(EXERCISES)}")
         make, _, secret = _MAKERS[name]
         shapes = [*secret, *self.extra.get(name, ())]
-        return [make(rng, shape) for seed in self.seeds for rng in [np.random.default_rng(seed)] for shape in shapes]
+        cases = []
+        for seed in self.seeds:
+            rng = np.random.default_rng(seed)
+            cases += [make(rng, shape) for shape in shapes]
+        return cases
 
     def to_json(self) -> dict[str, Any]:
         """The file's content; :func:`hidden_cases_from_json` reads it back."""
-        return {"seeds": list(self.seeds), "extra": {name: [list(_jsonable(s)) for s in shapes] for name, shapes in self.extra.items()}}
+        return {"seeds": list(self.seeds), "extra": {name: [_jsonable(s) for s in shapes] for name, shapes in self.extra.items()}}
 
 
 SHIPPED = HiddenCases()
 """The hidden cases that ship with the package: the default, and no secret."""
 
 
-def _jsonable(shape: Any) -> Any:
+def _jsonable(shape: tuple[Any, ...]) -> list[Any]:
     return [list(part) if isinstance(part, tuple) else part for part in shape]
 
 
@@ -275,7 +279,7 @@ def hidden_cases_from_json(data: Any, source: str) -> HiddenCases:
             shapes[name] = tuple(_extra_shape(name, shape) for shape in listed)
     except ValueError as error:
         raise ValueError(f"hidden cases {source}: {error}") from None
-    return HiddenCases(tuple(seeds), shapes, source)
+    return HiddenCases(tuple(seeds), shapes)
 
 
 def load_hidden_cases(path: str | os.PathLike[str]) -> HiddenCases:

@@ -4,9 +4,10 @@ Each exercise has graded parts (a loss and its gradient are two).  A part compar
 student's function returned with the reference from :mod:`nst_lessons.scratch`; when they differ
 it tries the typical mistakes (a missing 1/2, a wrong sign, F^T F instead of F F^T, a forgotten
 mask, ...) to say which one it is.  The same code serves :func:`check` in the notebook (public
-cases, in the student's kernel, plus the instructor's hidden ones when ``$NST_LESSONS_HIDDEN_CASES``
-names a file, as it does where nbgrader autogrades) and the grader (hidden cases, judged in the grader's own process
-on the values the sandbox sent back), so the feedback is the same in both places.
+cases, in the student's kernel, plus the instructor's hidden ones when
+``$NST_LESSONS_HIDDEN_CASES`` names a file, as it does where nbgrader autogrades) and the grader
+(hidden cases, judged in the grader's own process on the values the sandbox sent back), so the
+feedback is the same in both places.
 """
 
 from __future__ import annotations
