@@ -144,9 +144,9 @@ def _add_transfer(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "images",
         nargs="+",
-        metavar="CONTENT STYLE",
-        help="the content image, then one or more style images (STYLE STYLE or STYLE,STYLE): files, or example "
-        "names such as grace_hopper, starry_night, strokes",
+        metavar="IMAGE",
+        help="CONTENT STYLE [STYLE ...]: the content image, then one or more style images (STYLE STYLE or "
+        "STYLE,STYLE): files, or example names such as grace_hopper, starry_night, strokes",
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="where to write the result (.png, .jpg, ...)")
     p.add_argument("--size", type=_int_at_least(MIN_SIDE), default=512, help="long side of the output in px (default 512)")
