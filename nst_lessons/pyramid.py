@@ -20,7 +20,8 @@ import torch
 
 from nst_lessons import memory
 from nst_lessons.images import ImageLike, load_image
-from nst_lessons.transfer import TransferResult, _style_layer_weights, memory_model, style_transfer
+from nst_lessons.targets import style_layer_weights
+from nst_lessons.transfer import TransferResult, memory_model, style_transfer
 from nst_lessons.vgg import VGG19, default_device, load_vgg19
 
 
@@ -91,7 +92,7 @@ def pyramid_transfer(
         content_image = load_image(content, final_size)
         style_image = load_image(style, style_size or final_size)
         estimate_at = memory_model(
-            content_image.size, style_image.size, last["content_layers"], _style_layer_weights(last["style_layers"]),
+            content_image.size, style_image.size, last["content_layers"], style_layer_weights(last["style_layers"]),
             pooling=model.pooling, precision=last["precision"], optimizer=last["optimizer"],
             history_size=last["history_size"], tv=last["tv_weight"] != 0,
         )  # fmt: skip
