@@ -3,13 +3,16 @@ each region of the photo.
 
 Region r has a mask T_r on the content image and one on its style image, values in [0,1]
 (white = inside). At a style layer l the masks are carried down to the layer's H_l x W_l grid and
-multiply the feature maps, F_r^l = T_r^l ∘ F^l (the paper's eq. 8); the region's Gram is taken of
-F_r^l and divided by the region's area sum_k T_r^l[k] instead of by all M_l positions:
+weight the positions of the feature maps (the paper's guided Gram matrices, eq. 8); the region's
+Gram is divided by the region's area sum_k T_r^l[k] instead of by all M_l positions:
 
-    G_r^l = (F_r^l)(F_r^l)^T * M_l / sum_k T_r^l[k]        (N_l x N_l)
+    G_r^l = F^l diag(T_r^l) (F^l)^T * M_l / sum_k T_r^l[k]        (N_l x N_l)
 
-so a region asks for the same correlations per position as a whole image would (an all-ones mask
-gives exactly the unmasked Gram). The style loss sums over regions: L_style = sum_r sum_l w_l E_l,r.
+so a region asks for the same correlations per position as a whole image would: an all-ones mask
+gives exactly the unmasked Gram, and regions that partition the image have Grams whose
+area-weighted sum is the whole image's, sum_r (sum_k T_r^l[k] / M_l) G_r^l = G^l. (Each position
+is weighted by T, not T^2 as multiplying the feature maps by T would give; the two agree on binary
+masks.) The style loss sums over regions: L_style = sum_r sum_l w_l E_l,r.
 
 Carrying a mask down: the convolutions (3x3, padding 1) keep the grid, and at each of VGG-19's
 2x2 poolings the mask is *average*-pooled in the same 2x2 windows (cropping an odd last row or
@@ -98,8 +101,8 @@ def layer_masks(mask: Tensor, layers: Iterable[str]) -> dict[str, Tensor]:
 
 
 def area_weights(T: Tensor, what: str = "mask") -> Tensor:
-    """T * sqrt(M / sum T), M = H W: the multiplier that turns F into the region's features, so that
-    G(F ∘ area_weights(T)) = (T ∘ F)(T ∘ F)^T * M / sum T. An all-ones T gives exactly ones.
+    """sqrt(T * M / sum T), M = H W: the multiplier that turns F into the region's features, so that
+    G(F ∘ area_weights(T)) = F diag(T) F^T * M / sum T. An all-ones T gives exactly ones.
 
     Made once per run (the check reads a value back from the device).
 
@@ -112,7 +115,7 @@ def area_weights(T: Tensor, what: str = "mask") -> Tensor:
     area = T.sum()
     if not bool(area > 0):
         raise ImageError(f"{what} covers nothing of a {T.shape[-2]}x{T.shape[-1]} feature map; draw a larger region")
-    return T * (T.shape[-2] * T.shape[-1] / area).sqrt()
+    return (T * (T.shape[-2] * T.shape[-1] / area)).sqrt()
 
 
 __all__ = ["area_weights", "layer_masks", "load_mask"]

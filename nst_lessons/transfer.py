@@ -248,7 +248,8 @@ class Objective:
 
     def feature_grads(self, features: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """The hand-derived dL/dF_l at every layer, (B,N_l,H_l,W_l) each (each term L1-normalised
-        with ``normalize_gradients``). A masked term's gradient is T_r ∘ dE/dF_r (chain rule)."""
+        with ``normalize_gradients``). A region's term, E(F ∘ W_r) with W_r its
+        :func:`~nst_lessons.masks.area_weights`, has the gradient W_r ∘ dE/dF' (chain rule)."""
         grads = {n: torch.zeros_like(features[n]) for n in self.layers}
         for n in self.content_layers:
             grads[n] += self.alpha * self._scaled(losses.content_grad(features[n], self.P[n]))
