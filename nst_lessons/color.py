@@ -19,8 +19,9 @@ Three ways to keep the photo's colours, selected by ``preserve_color``:
 The colour space is YIQ, as in Gatys et al. (2017, §5.1). Which one is used does not change the
 results here: YUV and YIQ share Y = 0.299 R + 0.587 G + 0.114 B, and their chroma rows each sum to 0
 (grey has no chroma), so both chroma pairs are invertible linear maps of (B − Y, R − Y) (IQ is UV
-rotated by 33° and mirrored, to the rounding of the published coefficients). Keeping one image's Y and another's chroma therefore gives the same RGB
-in either space: out = content + (Y_result − Y_content) on every channel.
+rotated by 33° and mirrored, to the rounding of the published coefficients). Keeping one image's Y
+and another's chroma therefore gives the same RGB in either space: out = content + (Y_result −
+Y_content) on every channel.
 """
 
 from __future__ import annotations
