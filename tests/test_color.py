@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from nst_lessons import color
+from nst_lessons import color, lesson
+from nst_lessons.images import to_tensor
 
 
 def photo(seed: int, h: int = 24, w: int = 20, batch: tuple[int, ...] = (1,)) -> torch.Tensor:
@@ -100,6 +101,17 @@ def test_match_color_gives_the_targets_mean_and_covariance(mode: str) -> None:
     assert torch.allclose(mu, mu_C, atol=1e-6) and torch.allclose(sigma, sigma_C, atol=1e-6)
     # the covariance really moved: the test would fail without the transform
     assert (color.color_statistics(source)[1] - sigma_C).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("mode", ["cholesky", "pca"])
+def test_match_color_on_a_painting_with_an_almost_planar_palette(mode: str) -> None:
+    waves = to_tensor(lesson.example("waves", 64), dtype=torch.float64)
+    photo_ = to_tensor(lesson.example("grace_hopper", 64), dtype=torch.float64)
+    _, sigma_S = color.color_statistics(waves)
+    assert torch.linalg.eigvalsh(sigma_S).min() < 1e-5  # the hard case for the regularisation
+    mu, sigma = color.color_statistics(color.match_color(waves, photo_, mode=mode))
+    mu_C, sigma_C = color.color_statistics(photo_)
+    assert torch.allclose(mu, mu_C, atol=1e-6) and torch.allclose(sigma, sigma_C, atol=1e-6)
 
 
 def test_the_two_choices_of_A() -> None:
