@@ -1,6 +1,7 @@
 """The ``nst-lessons`` command (also ``python -m nst_lessons``).
 
     nst-lessons transfer CONTENT STYLE -o OUT.png [options]   stylise a photo
+    nst-lessons transfer CONTENT... STYLE -o FOLDER [options] stylise many (files and/or folders)
     nst-lessons weights {imagenet,caffe}                      download VGG-19 weights once
     nst-lessons examples                                      list the example images
     nst-lessons grade SUBMISSION.ipynb --results results.json grade an exercise notebook
@@ -23,6 +24,7 @@ import torch
 from PIL import Image
 
 from nst_lessons import __version__
+from nst_lessons.batch import is_batch_output, run_batch_command
 from nst_lessons.data import CLASSICS, EXAMPLES, OFFLINE, images_home, resolve_image
 from nst_lessons.grading.cli import add_grade_parser, add_release_parser
 from nst_lessons.images import MIN_SIDE, ImageError, check_output_path, save_image
@@ -134,9 +136,15 @@ def _add_transfer(subparsers: argparse._SubParsersAction) -> None:
         "VGG-19 features match CONTENT's content and STYLE's style. CONTENT and STYLE are image files "
         f"or example names ({', '.join(EXAMPLES)}).",
     )
-    p.add_argument("content", help="content image: a file, or an example name such as grace_hopper")
-    p.add_argument("style", help="style image: a file, or an example name such as starry_night or strokes")
-    p.add_argument("-o", "--output", type=Path, required=True, help="where to write the result (.png, .jpg, ...)")
+    p.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="CONTENT STYLE with -o OUT.png; or CONTENT [CONTENT ...] STYLE with -o FOLDER (batch: each "
+        "CONTENT a file or a folder of images). Files, or example names such as grace_hopper and strokes",
+    )
+    p.add_argument("-o", "--output", type=Path, required=True, help="the result (.png, .jpg, ...) or, for a batch, a folder")
+    p.add_argument("--overwrite", action="store_true", help="batch: replace existing results (default: keep them)")
     p.add_argument("--size", type=_int_at_least(MIN_SIDE), default=512, help="long side of the output in px (default 512)")
     p.add_argument("--style-size", type=_int_at_least(MIN_SIDE), help="long side of the style image in px (default: --size)")
     p.add_argument("--iterations", type=_int_at_least(1), default=500, help="optimiser iterations (default 500)")
@@ -188,8 +196,14 @@ def _check_output(path: Path, kind: str) -> None:
 
 
 def _run_transfer(args: argparse.Namespace) -> int:
-    content, style = resolve_image(args.content), resolve_image(args.style)
-    _check_output(args.output, "image")
+    batch = is_batch_output(args.output)
+    if len(args.images) != 2 and not batch or len(args.images) < 2:
+        raise UsageError("nst-lessons transfer: error: expected CONTENT STYLE -o OUT.png or CONTENT [CONTENT ...] STYLE -o FOLDER")
+    if batch and args.history is not None:
+        raise UsageError("nst-lessons transfer: error: --history is for one image, not a batch")
+    if not batch:
+        content, style = resolve_image(args.images[0]), resolve_image(args.images[1])
+        _check_output(args.output, "image")
     if args.history is not None:
         _check_output(args.history, "json")
     levels = parse_levels(args.pyramid) if args.pyramid is not None else None
@@ -202,6 +216,11 @@ def _run_transfer(args: argparse.Namespace) -> int:
         history_size=args.history_size, precision=args.precision, channels_last=args.channels_last,
         cuda_graphs=args.cuda_graphs, check_memory=not args.no_memory_check, progress=not args.quiet,
     )  # fmt: skip
+    if batch:
+        return run_batch_command(
+            args.images[:-1], args.images[-1], args.output, overwrite=args.overwrite, levels=levels,
+            **(dict(size=args.size, iterations=args.iterations) if levels is None else {}), **options,
+        )  # fmt: skip
     if levels is None:
         result = style_transfer(content, style, size=args.size, iterations=args.iterations, **options)
     else:
