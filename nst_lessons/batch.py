@@ -41,9 +41,10 @@ def is_batch_output(output: str | os.PathLike[str]) -> bool:
     return output.is_dir() or not output.suffix
 
 
-def image_files(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+def image_files(inputs: Iterable[str | os.PathLike[str]], recursive: bool = False) -> list[Path]:
     """The images named by ``inputs``, in order: each folder's files whose extension Pillow reads
-    (sorted by name, hidden files left out), and each file or example name as it is.
+    (sorted by path, hidden files left out; with ``recursive``, those of its subfolders too), and
+    each file or example name as it is.
 
     Raises:
         ImageError: an input that is neither a folder, a file nor an example name.
@@ -52,8 +53,9 @@ def image_files(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     files: list[Path] = []
     for item in inputs:
         if Path(item).is_dir():
-            children = sorted(p for p in Path(item).iterdir() if p.is_file() and not p.name.startswith("."))
-            files += [p for p in children if p.suffix.lower() in readable]
+            found = Path(item).rglob("*") if recursive else Path(item).iterdir()
+            visible = (p for p in found if not any(part.startswith(".") for part in p.relative_to(item).parts))
+            files += sorted(p for p in visible if p.is_file() and p.suffix.lower() in readable)
         else:
             files.append(resolve_image(item))
     return files

@@ -3,6 +3,7 @@
     nst-lessons transfer CONTENT STYLE -o OUT.png [options]   stylise a photo
     nst-lessons transfer CONTENT... STYLE -o FOLDER [options] stylise many (files and/or folders)
     nst-lessons weights {imagenet,caffe}                      download VGG-19 weights once
+    nst-lessons style-space FOLDER -o OUT                     compare a collection by style and content
     nst-lessons examples                                      list the example images
     nst-lessons grade SUBMISSION.ipynb --results results.json grade an exercise notebook
     nst-lessons release [COURSE]                              write the student notebooks
@@ -29,6 +30,7 @@ from nst_lessons.data import CLASSICS, EXAMPLES, OFFLINE, images_home, resolve_i
 from nst_lessons.grading.cli import add_grade_parser, add_release_parser
 from nst_lessons.images import MIN_SIDE, ImageError, check_output_path, save_image
 from nst_lessons.pyramid import parse_levels, pyramid_transfer
+from nst_lessons.style_space import add_style_space_parser
 from nst_lessons.transfer import CONTENT_LAYERS, INITS, OPTIMIZERS, PRECISIONS, STYLE_LAYERS, style_transfer
 from nst_lessons.vgg import CHECKPOINTS, POOLING, WEIGHTS, WeightsError, fetch_weights, resolve_layer, weights_home
 
@@ -271,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_examples(subparsers)
     add_grade_parser(subparsers)
     add_release_parser(subparsers)
+    add_style_space_parser(subparsers)
     return parser
 
 
