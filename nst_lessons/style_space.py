@@ -44,8 +44,9 @@ job whose GPU part is a few minutes. The full distance matrix would not scale th
 images; for more, project the descriptors (PCA or a random projection keeps Euclidean distances
 nearly intact) and use a nearest-neighbour index.
 
-Measured on this project's 2-core CPU (shared with other jobs, one torch thread, random weights):
-{CPU_RATE} images/second at 128 px (:func:`throughput`).
+Measured on this project's 2-core CPU, shared with four other jobs (load average 6), in batches
+of 8 square 128 px images: 2.5 to 4 images per second with one torch thread, and no better with two
+(:func:`throughput`; 11.8 GFLOPs per image at 128 px, so about 30 to 47 GFLOP/s).
 """
 
 from __future__ import annotations
@@ -297,6 +298,7 @@ def describe_folder(
     batch_size: int = 16,
     workers: int = 0,
     grid: int = GRID,
+    exclude: str | os.PathLike[str] | None = None,
 ) -> Collection:
     """Descriptors of every image under ``folder``, computing only those not already in ``cache``.
 
@@ -307,6 +309,7 @@ def describe_folder(
         size: long side every image is brought to, px (at least 32).
         batch_size: images decoded per DataLoader batch; those of one shape share a forward pass.
         workers: DataLoader worker processes decoding files (0: in this process).
+        exclude: a subfolder of ``folder`` to leave out (the command's own output folder).
 
     Raises:
         ImageError: ``folder`` is not a folder, or ``size`` is below 32 px.
@@ -322,6 +325,8 @@ def describe_folder(
     manifest_path = store / "manifest.json"
     known = json.loads(manifest_path.read_text())["files"] if manifest_path.is_file() else {}
     paths = image_files([folder], recursive=True)
+    if exclude is not None:
+        paths = [p for p in paths if not p.resolve().is_relative_to(Path(exclude).resolve())]
     entries = _hash_files(folder, paths, known)
     skipped = [(name, e["error"]) for name, e in entries.items() if "error" in e]
     todo, queued = [], set()
@@ -461,8 +466,9 @@ def run_style_space(args: argparse.Namespace) -> int:
     args.output.mkdir(exist_ok=True)
     model = load_vgg19(args.weights, pooling=args.pooling, device=args.device)
     collection = describe_folder(
-        args.folder, args.output / "descriptors", model, size=args.size, batch_size=args.batch_size, workers=args.workers
-    )
+        args.folder, args.output / "descriptors", model, size=args.size, batch_size=args.batch_size,
+        workers=args.workers, exclude=args.output,
+    )  # fmt: skip
     _write_csv(args.output / "skipped.csv", [["file", "reason"], *collection.skipped])
     for name, reason in collection.skipped:
         print(f"nst-lessons: skipped: {name}: {reason}", file=sys.stderr)
