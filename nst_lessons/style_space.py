@@ -402,9 +402,11 @@ def write_outputs(
     methods = {"mds": classical_mds, "tsne": tsne}
     maps = {(space, m): method(matrix) for space, matrix in D.items() for m, method in methods.items()}
     header = ["file"] + [f"{space}_{m}_{axis}" for space, m in maps for axis in "xy"]
-    _write_csv(out / "map.csv", [header, *([n, *np.concatenate([X[i] for X in maps.values()])] for i, n in enumerate(names))])
+    coords = np.concatenate(list(maps.values()), axis=1)  # (K, 8)
+    _write_csv(out / "map.csv", [header, *([n, *row] for n, row in zip(names, coords))])
     titled = {f"{space} space, {'MDS' if m == 'mds' else 't-SNE'}": X for (space, m), X in maps.items()}
-    fig = embedding_plot(titled, names, collection.thumbnails, size=6.0, title=f"{len(names)} images by style and by content", random_weights=random_weights)
+    title = f"{len(names)} images by style and by content"
+    fig = embedding_plot(titled, names, collection.thumbnails, size=6.0, title=title, random_weights=random_weights)
     with atomic_path(out / "map.png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
@@ -474,7 +476,8 @@ def run_style_space(args: argparse.Namespace) -> int:
         print(f"nst-lessons: skipped: {name}: {reason}", file=sys.stderr)
     if len(collection.names) < 3:
         raise ImageError(f"style-space needs at least 3 readable images; {args.folder} has {len(collection.names)}")
-    write_outputs(collection, args.output, k=min(args.neighbours, len(collection.names) - 1), random_weights=model.weights == "random")
+    k = min(args.neighbours, len(collection.names) - 1)
+    write_outputs(collection, args.output, k=k, random_weights=model.weights == "random")
     cached = len(collection.names) - collection.computed
     print(
         f"{len(collection.names)} images ({collection.computed} computed, {cached} from the cache), "
