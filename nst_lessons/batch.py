@@ -5,7 +5,8 @@
 Each CONTENT is an image file, an example name or a folder (its image files, not its subfolders).
 Every content image is stylised with the same settings and written to ``FOLDER/<its file name>``:
 the same name and extension (so ``holiday/beach.jpg`` becomes ``FOLDER/beach.jpg``, re-encoded as
-JPEG), or ``.png`` in place of an extension Pillow cannot write. VGG-19 is loaded once for all.
+JPEG), or ``.png`` in place of an extension Pillow cannot write. VGG-19 is loaded once, and the
+style targets A^l are computed once (:func:`run_batch` says when they cannot be).
 
 What can go wrong with one image does not stop the others: an unreadable content file, one too
 small, or one that does not fit in memory is reported on one line naming it and skipped; the exit
@@ -26,10 +27,15 @@ import torch
 from PIL import Image
 
 from nst_lessons.data import resolve_image
-from nst_lessons.images import ImageError, check_output_path, load_image, save_image
+from nst_lessons.images import ImageError, ImageLike, check_output_path, load_image, save_image
 from nst_lessons.pyramid import pyramid_transfer
+from nst_lessons.targets import STYLE_LAYERS, StyleTargets, as_list
 from nst_lessons.transfer import TransferResult, style_transfer
 from nst_lessons.vgg import VGG19, load_vgg19
+
+_TARGET_OPTIONS = ("style_size", "style_scale", "style_blend_weights", "masks")
+"""Options that shape the style targets: given to :meth:`StyleTargets.compute` once, not to each run."""
+
 
 def is_batch_output(output: str | os.PathLike[str]) -> bool:
     """True when ``-o`` names a folder: an existing one, or a path without a suffix.
@@ -85,9 +91,25 @@ class BatchReport:
     failed: list[tuple[Path, str]] = field(default_factory=list)
 
 
+def _shared_targets(
+    model: VGG19, styles: list[Image.Image], size: tuple[int, int], options: dict[str, object]
+) -> StyleTargets | None:
+    """The style targets for an output of ``size`` = (H, W), computed once for the batch, or
+    ``None`` where each image needs its own: with colours matched to each photo
+    (``preserve_color`` "luminance" or "histogram", see :func:`nst_lessons.color.prepare`)."""
+    if options.get("preserve_color") in ("luminance", "histogram"):
+        return None
+    return StyleTargets.compute(
+        model, styles, style_layers=options.get("style_layers", STYLE_LAYERS), size=size,
+        style_size=options.get("style_size"), style_scale=options.get("style_scale"),
+        blend_weights=options.get("style_blend_weights"), dtype=options.get("dtype", torch.float32),
+        precision=options.get("precision", "fp32"),
+    )  # fmt: skip
+
+
 def run_batch(
     contents: Sequence[str | os.PathLike[str]],
-    style: str | os.PathLike[str],
+    style: ImageLike | Sequence[ImageLike],
     out_dir: str | os.PathLike[str],
     *,
     overwrite: bool = False,
@@ -100,23 +122,31 @@ def run_batch(
 ) -> BatchReport:
     """Stylise every image of ``contents`` with ``style`` and write the results to ``out_dir``.
 
+    The style targets A^l (:class:`~nst_lessons.targets.StyleTargets`) are computed once, for
+    the first content image's output size, and rescaled to each other output's size
+    (:meth:`StyleTargets.at`, exact for the same long side); except with ``levels`` or with
+    ``preserve_color`` "luminance"/"histogram", where each run computes its own.
+
     Args:
         contents: image files, example names and/or folders (see :func:`image_files`).
-        style: the style image (file or example name), read once.
+        style: the style image (file, example name, PIL image), or several, read once.
         out_dir: the results' folder; created if missing (its parent must exist).
         overwrite: replace existing outputs instead of keeping them.
         levels: ``[(size, iterations), ...]`` to run :func:`~nst_lessons.pyramid.pyramid_transfer`
             instead of :func:`~nst_lessons.transfer.style_transfer`.
         weights, pooling, device: VGG-19 as for ``style_transfer``; a name is loaded once here.
         on_result: called as ``on_result(content, output, result)`` after each image is written.
-        **options: any other ``style_transfer`` (or ``pyramid_transfer``) argument, the same for all.
+        **options: any other ``style_transfer`` (or ``pyramid_transfer``) argument, the same for
+            all, except ``masks``, which belong to one content image.
 
     Raises:
-        ImageError, ValueError, OSError: the style, an input name or ``out_dir`` is unusable
+        ImageError, ValueError, OSError: a style, an input name or ``out_dir`` is unusable
             (nothing is run). Problems with one content image are reported, not raised.
         KeyboardInterrupt: Ctrl-C; the image in progress is not written.
     """
-    style_image = load_image(resolve_image(style))
+    if options.get("masks") is not None:
+        raise ValueError("masks belong to one content image; a batch cannot use them")
+    styles = [load_image(resolve_image(s) if isinstance(s, (str, os.PathLike)) else s) for s in as_list(style)]
     files = image_files(contents)
     out_dir = Path(out_dir)
     if not out_dir.is_dir() and (out_dir.exists() or not out_dir.parent.is_dir()):
@@ -124,7 +154,8 @@ def run_batch(
         raise ImageError(f"cannot write results to {out_dir}: {reason}")
     out_dir.mkdir(exist_ok=True)
     model = weights if isinstance(weights, VGG19) else load_vgg19(weights, pooling=pooling, device=device)
-    # TODO(coordinator): compute StyleTargets once here and pass style_targets= when issue-9 lands.
+    targets: StyleTargets | None = None
+    per_image = {key: value for key, value in options.items() if key not in _TARGET_OPTIONS}
     report = BatchReport()
     claimed: dict[str, Path] = {}
     for content in files:
@@ -137,10 +168,14 @@ def run_batch(
             report.kept.append((content, output))
             continue
         try:
-            if levels is None:
-                result = style_transfer(content, style_image, weights=model, device=device, **options)
+            if levels is not None:
+                result = pyramid_transfer(content, styles, levels, weights=model, device=device, **options)
             else:
-                result = pyramid_transfer(content, style_image, levels, weights=model, device=device, **options)
+                image = load_image(content, options.get("size", 512))  # type: ignore[arg-type]
+                size = (image.height, image.width)
+                targets = targets.at(size) if targets is not None else _shared_targets(model, styles, size, options)
+                run = options if targets is None else dict(per_image, style_targets=targets)
+                result = style_transfer(image, styles, weights=model, device=device, **run)
         except torch.OutOfMemoryError:
             report.failed.append((content, "out of memory on the device; try a smaller --size"))
             continue
@@ -157,7 +192,7 @@ def run_batch(
 
 
 def run_batch_command(
-    contents: Sequence[str], style: str, out_dir: Path, *, overwrite: bool, **options: object
+    contents: Sequence[str], style: ImageLike | Sequence[ImageLike], out_dir: Path, *, overwrite: bool, **options: object
 ) -> int:
     """The CLI's batch mode: :func:`run_batch`, one line per image; exit status 1 if any failed."""
 

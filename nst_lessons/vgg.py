@@ -116,15 +116,27 @@ class VGG19(nn.Module):
         self.preprocessing = preprocessing
         self.weights = "random"
         self.requires_grad_(False)
+        self._constants: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
 
     def preprocess(self, image: Tensor) -> Tensor:
-        """Map RGB in [0,1], shape (B,3,H,W), to the input the weights were trained on."""
+        """Map RGB in [0,1], shape (B,3,H,W), to the input the weights were trained on.
+
+        The mean and std are made once per device and dtype, straight from the float64 Python
+        constants above (so a float64 run gets them to the last bit): building a tensor from
+        Python numbers on CUDA is a blocking host-to-device copy, a host sync per evaluation and
+        an error inside a CUDA graph capture.
+        """
+        key = (image.device, image.dtype)
+        if key not in self._constants:
+            if self.preprocessing == "imagenet":
+                shift, scale = IMAGENET_MEAN, IMAGENET_STD
+            else:
+                shift, scale = CAFFE_MEAN_BGR, (1.0, 1.0, 1.0)
+            self._constants[key] = tuple(image.new_tensor(c).view(1, 3, 1, 1) for c in (shift, scale))  # type: ignore[assignment]
+        shift, scale = self._constants[key]
         if self.preprocessing == "imagenet":
-            mean = image.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-            std = image.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
-            return (image - mean) / std
-        bgr = image.flip(1) * 255.0
-        return bgr - bgr.new_tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1)
+            return (image - shift) / scale
+        return image.flip(1) * 255.0 - shift
 
     def extract(self, image: Tensor, layers: Iterable[str]) -> dict[str, Tensor]:
         """Feature maps of ``image`` at the named layers.

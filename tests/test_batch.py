@@ -12,7 +12,7 @@ from PIL import Image
 from nst_lessons import batch
 from nst_lessons.batch import image_files, is_batch_output, output_name, run_batch
 from nst_lessons.cli import main
-from nst_lessons.transfer import TransferResult
+from nst_lessons.transfer import TransferResult, style_transfer
 from nst_lessons.vgg import VGG19
 
 FAST = ["--weights", "random", "--size", "40", "--iterations", "2", "--quiet", "--seed", "0"]
@@ -125,3 +125,20 @@ def test_a_bad_style_or_folder_is_exit_2_with_nothing_written(tmp_path: Path, ph
     assert main(["transfer", str(photos), str(tmp_path / "style.png"), "-o", str(tmp_path / "no" / "out"), *FAST]) == 2
     assert "folder" in capsys.readouterr().err
     assert not (tmp_path / "out").exists() and not (tmp_path / "no").exists()
+
+
+def test_style_targets_are_computed_once_and_give_the_single_image_results(
+    tmp_path: Path, random_model: VGG19, monkeypatch: pytest.MonkeyPatch, one_thread: None
+) -> None:
+    calls: list[int] = []
+    compute = batch.StyleTargets.compute
+    monkeypatch.setattr(batch.StyleTargets, "compute", lambda *a, **k: calls.append(1) or compute(*a, **k))
+    contents = [_image(tmp_path / "a.png", 1), _image(tmp_path / "b.png", 2, (44, 48)), _image(tmp_path / "c.png", 3)]
+    style = _image(tmp_path / "style.png", 9)
+    settings = dict(size=40, iterations=3, seed=0, progress=False)
+    run_batch(contents, style, tmp_path / "out", weights=random_model, **settings)
+    assert len(calls) == 1
+    for content in contents:  # b's targets are a's rescaled to its shape (StyleTargets.at)
+        single = np.asarray(style_transfer(content, style, weights=random_model, **settings).image, dtype=int)
+        batched = np.asarray(Image.open(tmp_path / "out" / content.name), dtype=int)
+        assert np.abs(single - batched).max() <= 1
