@@ -98,7 +98,7 @@ def test_one_model_for_the_whole_batch(tmp_path: Path, random_model: VGG19, monk
     monkeypatch.setattr(batch, "style_transfer", fake)
     monkeypatch.setattr(batch, "load_vgg19", lambda *a, **k: random_model)
     contents = [_image(tmp_path / f"{k}.png", k) for k in range(3)]
-    report = run_batch(contents, _image(tmp_path / "style.jpg", 9), tmp_path / "out", weights="random")
+    report = run_batch(contents, _image(tmp_path / "style.jpg", 9), tmp_path / "out", weights="random", size=40)
     assert len(models) == 3 and all(m is random_model for m in models)
     assert [o.name for _, o in report.written] == ["0.png", "1.png", "2.png"]
 
@@ -107,7 +107,7 @@ def test_same_output_name_twice_is_a_failure_not_an_overwrite(tmp_path: Path, ra
     monkeypatch.setattr(batch, "style_transfer", lambda *a, **k: _fake_result())
     (tmp_path / "x").mkdir()
     first, second = _image(tmp_path / "a.png", 1), _image(tmp_path / "x" / "a.png", 2)
-    report = run_batch([first, second], _image(tmp_path / "s.png", 3), tmp_path / "out", weights=random_model)
+    report = run_batch([first, second], _image(tmp_path / "s.png", 3), tmp_path / "out", weights=random_model, size=40)
     assert [c for c, _ in report.written] == [first]
     assert report.failed[0][0] == second and str(first) in report.failed[0][1]
 
@@ -115,7 +115,7 @@ def test_same_output_name_twice_is_a_failure_not_an_overwrite(tmp_path: Path, ra
 def test_ctrl_c_writes_nothing_for_the_image_in_progress(tmp_path: Path, random_model: VGG19, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(batch, "style_transfer", lambda *a, **k: _fake_result("interrupted after 1 iterations"))
     with pytest.raises(KeyboardInterrupt):
-        run_batch([_image(tmp_path / "a.png", 1)], _image(tmp_path / "s.png", 3), tmp_path / "out", weights=random_model)
+        run_batch([_image(tmp_path / "a.png", 1)], _image(tmp_path / "s.png", 3), tmp_path / "out", weights=random_model, size=40)
     assert list((tmp_path / "out").iterdir()) == []
 
 
