@@ -452,7 +452,8 @@ class Loop:
     def __init__(self, iterate: Callable[[], None], tracker: Tracker, iterations: int, progress: bool = True) -> None:
         self.iterate, self.tracker, self.iterations, self.progress = iterate, tracker, iterations, progress
         self.stamps: list[float] = []  # host time after each iteration was issued
-        self.done = 0
+        self.done = 0  # iterations completed with finite losses
+        self.seconds = 0.0  # wall time of the run
 
     def history(self) -> list[dict[str, float]]:
         """One dict per iteration done: the weighted terms and ``seconds`` since the start."""
