@@ -1,7 +1,9 @@
 """The ``nst-lessons`` command (also ``python -m nst_lessons``).
 
     nst-lessons transfer CONTENT STYLE [STYLE ...] -o OUT.png [options]   stylise a photo
+    nst-lessons transfer CONTENT [CONTENT ...] STYLE -o FOLDER [options]  stylise many (files and/or folders)
     nst-lessons weights {imagenet,caffe}                      download VGG-19 weights once
+    nst-lessons style-space FOLDER -o OUT                     compare a collection by style and content
     nst-lessons examples                                      list the example images
     nst-lessons grade SUBMISSION.ipynb --results results.json grade an exercise notebook
     nst-lessons release [COURSE]                              write the student notebooks
@@ -23,11 +25,13 @@ import torch
 from PIL import Image
 
 from nst_lessons import __version__
+from nst_lessons.batch import is_batch_output, run_batch_command
 from nst_lessons.color import COLOR_MODES
 from nst_lessons.data import CLASSICS, EXAMPLES, OFFLINE, images_home, resolve_image
 from nst_lessons.grading.cli import add_grade_parser, add_release_parser
 from nst_lessons.images import MIN_SIDE, ImageError, check_output_path, save_image
 from nst_lessons.pyramid import parse_levels, pyramid_transfer
+from nst_lessons.style_space import add_style_space_parser
 from nst_lessons.transfer import CONTENT_LAYERS, INITS, OPTIMIZERS, PRECISIONS, STYLE_LAYERS, style_transfer
 from nst_lessons.vgg import CHECKPOINTS, POOLING, WEIGHTS, WeightsError, fetch_weights, resolve_layer, weights_home
 
@@ -145,10 +149,12 @@ def _add_transfer(subparsers: argparse._SubParsersAction) -> None:
         "images",
         nargs="+",
         metavar="IMAGE",
-        help="CONTENT STYLE [STYLE ...]: the content image, then one or more style images (STYLE STYLE or "
-        "STYLE,STYLE): files, or example names such as grace_hopper, starry_night, strokes",
+        help="CONTENT STYLE [STYLE ...] with -o OUT.png: the content image, then one or more style images "
+        "(STYLE STYLE or STYLE,STYLE). Or CONTENT [CONTENT ...] STYLE with -o FOLDER: a batch, each CONTENT "
+        "a file or a folder of images. Files, or example names such as grace_hopper, starry_night, strokes",
     )
-    p.add_argument("-o", "--output", type=Path, required=True, help="where to write the result (.png, .jpg, ...)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the result (.png, .jpg, ...) or, for a batch, a folder")
+    p.add_argument("--overwrite", action="store_true", help="batch: replace existing results (default: keep them)")
     p.add_argument("--size", type=_int_at_least(MIN_SIDE), default=512, help="long side of the output in px (default 512)")
     p.add_argument("--style-size", type=_int_at_least(MIN_SIDE), help="long side of the style image(s) in px (default: --size)")
     p.add_argument("--style-scale", type=_positive, help="long side of the style image(s) as a multiple of the output's (instead of --style-size)")
@@ -221,12 +227,17 @@ def _masks(args: argparse.Namespace, styles: int) -> list[tuple[Path, Path]] | N
 
 
 def _run_transfer(args: argparse.Namespace) -> int:
+    batch = is_batch_output(args.output)
     if len(args.images) < 2:
         raise UsageError("nst-lessons transfer: error: expected CONTENT and at least one STYLE image (see --help)")
-    content = resolve_image(args.images[0])
-    styles = [resolve_image(name.strip()) for text in args.images[1:] for name in text.split(",") if name.strip()]
-    masks = _masks(args, len(styles))
-    _check_output(args.output, "image")
+    if batch and (args.history is not None or args.content_mask or args.style_mask or args.save_every):
+        raise UsageError("nst-lessons transfer: error: --history, masks and --save-every are for one image, not a batch")
+    style_names = args.images[-1:] if batch else args.images[1:]
+    styles = [resolve_image(name.strip()) for text in style_names for name in text.split(",") if name.strip()]
+    if not batch:
+        content = resolve_image(args.images[0])
+        _check_output(args.output, "image")
+    masks = None if batch else _masks(args, len(styles))
     if args.history is not None:
         _check_output(args.history, "json")
     levels = parse_levels(args.pyramid) if args.pyramid is not None else None
@@ -244,6 +255,11 @@ def _run_transfer(args: argparse.Namespace) -> int:
         preserve_color=args.preserve_color, normalize_gradients=args.normalize_gradients, print_every=args.print_every,
     )  # fmt: skip
     style = styles[0] if len(styles) == 1 else styles
+    if batch:
+        return run_batch_command(
+            args.images[:-1], style, args.output, overwrite=args.overwrite, levels=levels,
+            **(dict(size=args.size, iterations=args.iterations) if levels is None else {}), **options,
+        )  # fmt: skip
     if levels is None:
         result = style_transfer(
             content, style, size=args.size, iterations=args.iterations, save_every=args.save_every,
@@ -297,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_examples(subparsers)
     add_grade_parser(subparsers)
     add_release_parser(subparsers)
+    add_style_space_parser(subparsers)
     return parser
 
 
