@@ -1,7 +1,10 @@
 """The ``nst-lessons`` command (also ``python -m nst_lessons``).
 
-    nst-lessons transfer CONTENT STYLE -o OUT.png [options]   stylise a photo
+    nst-lessons transfer CONTENT STYLE [STYLE ...] -o OUT.png [options]   stylise a photo
+    nst-lessons transfer CONTENT [CONTENT ...] STYLE -o FOLDER [options]  stylise many (files and/or folders)
     nst-lessons weights {imagenet,caffe}                      download VGG-19 weights once
+    nst-lessons style-space FOLDER -o OUT                     compare a collection by style and content
+    nst-lessons video IN STYLE -o OUT [options]               stylise a video (mp4, webm, gif, frames)
     nst-lessons examples                                      list the example images
     nst-lessons grade SUBMISSION.ipynb --results results.json grade an exercise notebook
     nst-lessons release [COURSE]                              write the student notebooks
@@ -23,10 +26,13 @@ import torch
 from PIL import Image
 
 from nst_lessons import __version__
+from nst_lessons.batch import is_batch_output, run_batch_command
+from nst_lessons.color import COLOR_MODES
 from nst_lessons.data import CLASSICS, EXAMPLES, OFFLINE, images_home, resolve_image
 from nst_lessons.grading.cli import add_grade_parser, add_release_parser
 from nst_lessons.images import MIN_SIDE, ImageError, check_output_path, save_image
 from nst_lessons.pyramid import parse_levels, pyramid_transfer
+from nst_lessons.style_space import add_style_space_parser
 from nst_lessons.transfer import CONTENT_LAYERS, INITS, OPTIMIZERS, PRECISIONS, STYLE_LAYERS, style_transfer
 from nst_lessons.vgg import CHECKPOINTS, POOLING, WEIGHTS, WeightsError, fetch_weights, resolve_layer, weights_home
 from nst_lessons.video import add_video_parser
@@ -127,19 +133,37 @@ def _positive(text: str) -> float:
     return value
 
 
+def _blend_weights(text: str) -> list[float]:
+    """``0.7,0.3`` -> [0.7, 0.3], each a finite number >= 0."""
+    return [_non_negative(item.strip()) for item in text.split(",")]
+
+
 def _add_transfer(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "transfer",
         help="render a content photo in the style of a painting",
         description="Neural style transfer (Gatys et al., 2015): optimise the pixels of OUT so that its "
         "VGG-19 features match CONTENT's content and STYLE's style. CONTENT and STYLE are image files "
-        f"or example names ({', '.join(EXAMPLES)}).",
+        f"or example names ({', '.join(EXAMPLES)}). Several styles (repeated, or comma-separated) are "
+        "blended, or with --content-mask/--style-mask each rules its own region.",
     )
-    p.add_argument("content", help="content image: a file, or an example name such as grace_hopper")
-    p.add_argument("style", help="style image: a file, or an example name such as starry_night or strokes")
-    p.add_argument("-o", "--output", type=Path, required=True, help="where to write the result (.png, .jpg, ...)")
+    p.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="CONTENT STYLE [STYLE ...] with -o OUT.png: the content image, then one or more style images "
+        "(STYLE STYLE or STYLE,STYLE). Or CONTENT [CONTENT ...] STYLE with -o FOLDER: a batch, each CONTENT "
+        "a file or a folder of images. Files, or example names such as grace_hopper, starry_night, strokes",
+    )
+    p.add_argument("-o", "--output", type=Path, required=True, help="the result (.png, .jpg, ...) or, for a batch, a folder")
+    p.add_argument("--overwrite", action="store_true", help="batch: replace existing results (default: keep them)")
     p.add_argument("--size", type=_int_at_least(MIN_SIDE), default=512, help="long side of the output in px (default 512)")
-    p.add_argument("--style-size", type=_int_at_least(MIN_SIDE), help="long side of the style image in px (default: --size)")
+    p.add_argument("--style-size", type=_int_at_least(MIN_SIDE), help="long side of the style image(s) in px (default: --size)")
+    p.add_argument("--style-scale", type=_positive, help="long side of the style image(s) as a multiple of the output's (instead of --style-size)")
+    p.add_argument("--style-blend-weights", type=_blend_weights, metavar="W,W,...", help="several styles: weights of their Grams, normalised to sum 1 (default equal)")
+    p.add_argument("--content-mask", type=Path, action="append", metavar="MASK", help="region r's mask on the content image (white = in), once per region, with --style-mask")
+    p.add_argument("--style-mask", type=Path, action="append", metavar="MASK", help="region r's mask on style r, once per region")
+    p.add_argument("--preserve-color", choices=COLOR_MODES, help="keep the photo's colours: yuv (swap chroma after), luminance (transfer luminance only) or histogram (match the style's colours first)")
     p.add_argument("--iterations", type=_int_at_least(1), default=500, help="optimiser iterations (default 500)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="lbfgs", help="default lbfgs")
     p.add_argument("--learning-rate", type=_positive, default=0.02, help="Adam's step size (default 0.02)")
@@ -164,6 +188,7 @@ def _add_transfer(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--style-weight", type=_non_negative, help="beta (default depends on --weights)")
     p.add_argument("--tv-weight", type=_non_negative, help="gamma, total variation (default depends on --weights)")
     p.add_argument("--tv-squared", action="store_true", help="squared total variation instead of the L1 form")
+    p.add_argument("--normalize-gradients", action="store_true", help="scale each layer's loss gradient to unit L1 norm (jcjohnson's; default weights become alpha 5, beta 100, gamma 1e-3)")
     p.add_argument("--gradients", choices=("autograd", "manual"), default="autograd", help="hand-derived dL/dF with 'manual'")
     p.add_argument("--history-size", type=_int_at_least(1), default=100, help="L-BFGS history m (default 100); it holds 2 m x 3 x pixels floats")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="GPU arithmetic: fp32 (default, exact), tf32, or bf16 (fastest)")
@@ -177,6 +202,8 @@ def _add_transfer(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-memory-check", action="store_true", help="skip the memory estimate that refuses runs too large for the device")
     p.add_argument("--history", type=Path, help="also write the loss history to this JSON file")
+    p.add_argument("--save-every", type=_int_at_least(1), metavar="N", help="write OUT_<iteration>.png every N iterations")
+    p.add_argument("--print-every", type=_int_at_least(1), metavar="N", help="print each loss term every N iterations")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_transfer)
 
@@ -188,12 +215,36 @@ def _check_output(path: Path, kind: str) -> None:
         raise ImageError(f"cannot write {path}: {'it is a directory' if path.is_dir() else 'no such folder'}")
 
 
+def _masks(args: argparse.Namespace, styles: int) -> list[tuple[Path, Path]] | None:
+    """The (content mask, style mask) pairs, one per region and style, or ``None``."""
+    content_masks, style_masks = args.content_mask or [], args.style_mask or []
+    if not content_masks and not style_masks:
+        return None
+    if len(content_masks) != len(style_masks) or len(content_masks) != styles:
+        raise UsageError(
+            f"nst-lessons transfer: error: {len(content_masks)} --content-mask, {len(style_masks)} --style-mask and "
+            f"{styles} style image(s): give one of each per region (see --help)"
+        )
+    return list(zip(content_masks, style_masks))
+
+
 def _run_transfer(args: argparse.Namespace) -> int:
-    content, style = resolve_image(args.content), resolve_image(args.style)
-    _check_output(args.output, "image")
+    batch = is_batch_output(args.output)
+    if len(args.images) < 2:
+        raise UsageError("nst-lessons transfer: error: expected CONTENT and at least one STYLE image (see --help)")
+    if batch and (args.history is not None or args.content_mask or args.style_mask or args.save_every):
+        raise UsageError("nst-lessons transfer: error: --history, masks and --save-every are for one image, not a batch")
+    style_names = args.images[-1:] if batch else args.images[1:]
+    styles = [resolve_image(name.strip()) for text in style_names for name in text.split(",") if name.strip()]
+    if not batch:
+        content = resolve_image(args.images[0])
+        _check_output(args.output, "image")
+    masks = None if batch else _masks(args, len(styles))
     if args.history is not None:
         _check_output(args.history, "json")
     levels = parse_levels(args.pyramid) if args.pyramid is not None else None
+    if levels is not None and args.save_every is not None:
+        raise UsageError("nst-lessons transfer: error: --save-every does not combine with --pyramid (see --help)")
     init = args.init if args.init in INITS else str(resolve_image(args.init))
     options = dict(
         style_size=args.style_size, optimizer=args.optimizer, learning_rate=args.learning_rate,
@@ -202,9 +253,20 @@ def _run_transfer(args: argparse.Namespace) -> int:
         weights=args.weights, pooling=args.pooling, device=args.device, seed=args.seed, gradients=args.gradients,
         history_size=args.history_size, precision=args.precision, channels_last=args.channels_last,
         cuda_graphs=args.cuda_graphs, check_memory=not args.no_memory_check, progress=not args.quiet,
+        style_scale=args.style_scale, style_blend_weights=args.style_blend_weights, masks=masks,
+        preserve_color=args.preserve_color, normalize_gradients=args.normalize_gradients, print_every=args.print_every,
     )  # fmt: skip
+    style = styles[0] if len(styles) == 1 else styles
+    if batch:
+        return run_batch_command(
+            args.images[:-1], style, args.output, overwrite=args.overwrite, levels=levels,
+            **(dict(size=args.size, iterations=args.iterations) if levels is None else {}), **options,
+        )  # fmt: skip
     if levels is None:
-        result = style_transfer(content, style, size=args.size, iterations=args.iterations, **options)
+        result = style_transfer(
+            content, style, size=args.size, iterations=args.iterations, save_every=args.save_every,
+            save_path=args.output if args.save_every else None, **options,
+        )  # fmt: skip
     else:
         result = pyramid_transfer(content, style, levels, **options)
     save_image(result.image, args.output)
@@ -253,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_examples(subparsers)
     add_grade_parser(subparsers)
     add_release_parser(subparsers)
+    add_style_space_parser(subparsers)
     add_video_parser(subparsers)
     return parser
 

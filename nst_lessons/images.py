@@ -87,7 +87,8 @@ def load_image(image: ImageLike, size: int | None = None) -> Image.Image:
     RGBA/LA (composited on white), 16-bit and CMYK images are converted to RGB.
 
     Raises:
-        ImageError: missing or unreadable file, too small (under 32 px a side), or too large.
+        ImageError: missing or unreadable file, too small (under 32 px a side as given, or after
+            resizing to ``size``), or too large.
     """
     if size is not None and size < MIN_SIDE:
         raise ImageError(f"size must be at least {MIN_SIDE} px, got {size}")
@@ -101,6 +102,11 @@ def load_image(image: ImageLike, size: int | None = None) -> Image.Image:
     else:
         im = _to_rgb(_open(image))
     original = im.size
+    if min(original) < MIN_SIDE:  # a 1x1 or 8x8 source has no detail to upscale, whatever the size asked
+        raise ImageError(
+            f"image is {original[0]}x{original[1]} pixels; at least {MIN_SIDE} px a side is needed "
+            "(in the image as given, before resizing)"
+        )
     if size is not None:
         im = resize_long_side(im, size)
     if min(im.size) < MIN_SIDE:

@@ -20,7 +20,8 @@ import torch
 
 from nst_lessons import memory
 from nst_lessons.images import ImageLike, load_image
-from nst_lessons.transfer import TransferResult, _style_layer_weights, memory_model, style_transfer
+from nst_lessons.targets import as_list, style_layer_weights, style_long_side
+from nst_lessons.transfer import TransferResult, memory_model, style_transfer
 from nst_lessons.vgg import VGG19, default_device, load_vgg19
 
 
@@ -53,7 +54,7 @@ def check_levels(levels: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def pyramid_transfer(
     content: ImageLike,
-    style: ImageLike,
+    style: ImageLike | Sequence[ImageLike],
     levels: Sequence[tuple[int, int]],
     *,
     style_size: int | None = None,
@@ -89,9 +90,10 @@ def pyramid_transfer(
     if check_memory:
         last = _DEFAULTS | options
         content_image = load_image(content, final_size)
-        style_image = load_image(style, style_size or final_size)
+        long_side = style_long_side((content_image.height, content_image.width), style_size, last["style_scale"])
+        style_image = max((load_image(s, long_side) for s in as_list(style)), key=lambda im: im.width * im.height)
         estimate_at = memory_model(
-            content_image.size, style_image.size, last["content_layers"], _style_layer_weights(last["style_layers"]),
+            content_image.size, style_image.size, last["content_layers"], style_layer_weights(last["style_layers"]),
             pooling=model.pooling, precision=last["precision"], optimizer=last["optimizer"],
             history_size=last["history_size"], tv=last["tv_weight"] != 0,
         )  # fmt: skip

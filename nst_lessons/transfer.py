@@ -7,6 +7,12 @@ and, for a video frame, + lambda * L_temporal(x) (Ruder et al. 2016; see ``tempo
 
 The optimiser is L-BFGS by default (as in the paper and jcjohnson/neural-style), or Adam.
 
+The pieces: the style targets A_l (one style, a blend of several, or one per masked region) are
+:class:`nst_lessons.targets.StyleTargets`, computable once for many runs; masks are carried down
+the network by :mod:`nst_lessons.masks`; the photo's colours are kept by :mod:`nst_lessons.color`
+around the run (:func:`_color_hooks`); :class:`Objective` evaluates L_total and dL/dx; :class:`Loop`
+iterates, reading back only at sync points (progress bar, snapshots, printing, the callback).
+
 Speed: the run keeps everything on the device and reads the loss back only as often as the
 progress bar is redrawn (:data:`SYNC_SECONDS`); the L-BFGS is :class:`nst_lessons.lbfgs.LBFGS`,
 which needs no host sync. Options trade exactness for speed on a GPU: TF32 or bf16 arithmetic
@@ -25,33 +31,52 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as nnf
 from PIL import Image
 from torch import Tensor
+from tqdm import tqdm
 
-from nst_lessons import losses, memory
-from nst_lessons.images import ImageLike, load_image, to_pil, to_tensor
+from nst_lessons import color, losses, memory
+from nst_lessons.images import ImageLike, check_output_path, load_image, save_image, to_pil, to_tensor
 from nst_lessons.lbfgs import LBFGS
-from nst_lessons.vgg import CAFFE_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD, VGG19, default_device, load_vgg19, resolve_layer
+from nst_lessons.targets import (
+    STYLE_LAYERS,
+    Region,
+    StyleTargets,
+    as_list,
+    features,
+    load_masks,
+    normalised_blend_weights,
+    style_layer_weights,
+    style_long_side,
+)
+from nst_lessons.vgg import VGG19, default_device, load_vgg19, resolve_layer
 
 CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
 """The paper's content layer "conv4_2", read after its ReLU (see :mod:`nst_lessons.vgg`)."""
-
-STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-"""The paper's style layers "conv1_1" ... "conv5_1", read after their ReLUs, weighted 1/5 each."""
 
 DEFAULT_LOSS_WEIGHTS: dict[str, tuple[float, float, float]] = {
     "imagenet": (1.0, 1e8, 1.0),
     "caffe": (1.0, 1e4, 1e4),
     "random": (1.0, 1e8, 1.0),
 }
-"""(alpha, beta, gamma) per weights option. The Caffe network's activations are roughly 100x
-larger than torchvision's (it takes 0-255 input), so its losses are ~1e4x larger at equal alpha:
-alpha/beta = 1e-4 for "caffe" (within the paper's range, Fig. 3) corresponds to 1e-8 for
-"imagenet". Tuned for a 512-px content image: L_content grows with the number of positions M
-while E_l does not, so larger images need a larger beta for the same look."""
+"""(alpha, beta, gamma) per weights option, chosen for these networks, not taken from the paper.
+The paper's alpha/beta (1e-3, 1e-4; Fig. 3) are for Gatys' normalised VGG-19, whose filters were
+rescaled to a mean activation of 1 over ImageNet images (:func:`nst_lessons.vgg.normalize_activations`
+builds such a network from any weights); neither the raw Caffe weights nor torchvision's are that
+network, so no ratio here "is" the paper's. The Caffe network's activations are roughly 100x
+larger than torchvision's (it takes 0-255 input), so its losses are ~1e4x larger at equal alpha,
+hence beta = 1e4 for "caffe" against 1e8 for "imagenet". Tuned for a 512-px content image:
+L_content grows with the number of positions M while E_l does not, so larger images need a larger
+beta for the same look."""
+
+NORMALIZED_LOSS_WEIGHTS: tuple[float, float, float] = (5.0, 100.0, 1e-3)
+"""(alpha, beta, gamma) with ``normalize_gradients``: jcjohnson/neural-style's defaults. Each
+content and style layer then contributes a gradient of L1 norm alpha or beta * w_l whatever its
+loss, so alpha and beta are of similar size; the TV gradient is not normalised (as there)."""
 
 OPTIMIZERS = ("lbfgs", "adam", "torch-lbfgs")
 """``"lbfgs"`` is :class:`nst_lessons.lbfgs.LBFGS`; ``"torch-lbfgs"`` the same algorithm as
@@ -105,29 +130,22 @@ class TransferState:
     history: list[dict[str, float]]
 
 
-def preprocessor(model: VGG19, device: torch.device, dtype: torch.dtype) -> Callable[[Tensor], Tensor]:
-    """``model.preprocess`` with its constants made once, on ``device``.
-
-    ``VGG19.preprocess`` builds them from Python tuples at each call, which on CUDA is a blocking
-    host-to-device copy: a host sync per evaluation, and an error inside a CUDA graph capture.
-    """
-    if model.preprocessing == "imagenet":
-        mean = torch.tensor(IMAGENET_MEAN, device=device, dtype=dtype).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=device, dtype=dtype).view(1, 3, 1, 1)
-        return lambda image: (image - mean) / std
-    mean_bgr = torch.tensor(CAFFE_MEAN_BGR, device=device, dtype=dtype).view(1, 3, 1, 1)
-    return lambda image: image.flip(1) * 255.0 - mean_bgr
+def _is_channels_last(model: VGG19) -> bool:
+    return model.features[2].weight.is_contiguous(memory_format=torch.channels_last)
 
 
 class Objective:
-    """L_total for one content and one style image, and its gradient with respect to x.
+    """L_total for one content image and the style targets, and its gradient with respect to x.
 
-    Built once per run: the targets P_l (content features) and A_l (style Grams) are computed
-    here without gradient tracking.
+    Built once per run: the content targets P_l are computed here without gradient tracking, the
+    style targets A_l too when ``style`` is an image, or taken from precomputed
+    :class:`~nst_lessons.targets.StyleTargets` (several styles, masked regions).
 
     Args:
         model: a :class:`VGG19`.
-        content: (1,3,H,W) in [0,1]. style: (1,3,H',W') in [0,1].
+        content: (1,3,H,W) in [0,1].
+        style: (1,3,H',W') in [0,1], or :class:`~nst_lessons.targets.StyleTargets` (moved to this
+            H x W with :meth:`~nst_lessons.targets.StyleTargets.at`).
         content_layers: names; their L_content terms are summed.
         style_layers: ``{name: w_l}``.
         alpha, beta, gamma: the weights of content, style and TV.
@@ -139,17 +157,22 @@ class Objective:
             to the image's dtype, so Grams and losses stay in float32. ``"fp32"`` and ``"tf32"``
             differ only in backend flags (see :func:`backend_flags`).
         channels_last: run VGG-19 on channels-last (NHWC) feature maps, with a channels-last copy
-            of the model (the caller's model is left as it is).
+            of the model (the caller's model is left as it is; one already channels-last is used).
         temporal: for a video frame, ``(warped, c)``: the previous stylised frame warped to this
             one (1,3,H,W) and the per-pixel weights c (1,1,H,W) of :func:`losses.temporal_loss`.
         temporal_weight: lambda, the weight of L_temporal (used only with ``temporal``).
+        normalize_gradients: jcjohnson/neural-style's ``-normalize_gradients``: each term's dL/dF_l
+            (every content layer, every style layer of every region) is divided by its L1 norm
+            (+1e-8) before alpha or beta w_l multiplies it, so alpha and beta weigh unit-size
+            gradient directions rather than losses of very different magnitudes (uses the
+            hand-derived gradients; the recorded losses are unchanged).
     """
 
     def __init__(
         self,
         model: VGG19,
         content: Tensor,
-        style: Tensor,
+        style: Tensor | StyleTargets,
         content_layers: Sequence[str],
         style_layers: Mapping[str, float],
         alpha: float,
@@ -161,12 +184,15 @@ class Objective:
         channels_last: bool = False,
         temporal: tuple[Tensor, Tensor] | None = None,
         temporal_weight: float = 0.0,
+        normalize_gradients: bool = False,
     ) -> None:
         if gradients not in ("autograd", "manual"):
             raise ValueError(f"unknown gradients {gradients!r}; expected 'autograd' or 'manual'")
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; expected {', '.join(PRECISIONS)}")
-        self.model = copy.deepcopy(model).to(memory_format=torch.channels_last) if channels_last else model
+        if channels_last and not _is_channels_last(model):
+            model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        self.model = model
         self.content_layers = tuple(content_layers)
         self.style_layers = dict(style_layers)
         self.layers = tuple(dict.fromkeys((*self.content_layers, *self.style_layers)))
@@ -177,61 +203,81 @@ class Objective:
         self.channels_last = channels_last
         self.temporal = None if temporal is None or not temporal_weight else tuple(t.detach() for t in temporal)
         self.temporal_weight = temporal_weight
-        self.preprocess = preprocessor(model, content.device, content.dtype)
+        self.normalize_gradients = normalize_gradients
+        size = tuple(content.shape[-2:])  # the generated image's H x W
         with torch.no_grad():
             self.P = self.features(content, self.content_layers)
-            h, w = content.shape[-2:]  # the generated image's size
-            positions = {n: math.prod(memory.layer_shapes(h, w, n)[-1][2:]) for n in self.style_layers}
-            style_features = self.features(style, list(self.style_layers))
-            self.A = losses.gram_targets(style_features, list(self.style_layers), positions)
+            if isinstance(style, StyleTargets):
+                targets = style.at(size)
+                missing = [n for n in self.style_layers if n not in targets.layers]
+                if missing:
+                    raise ValueError(f"the style targets have no {missing[0]}; compute them with these style_layers")
+            else:
+                targets = StyleTargets.from_tensors(
+                    model, [style], style_layers=self.style_layers, size=size, precision=precision, channels_last=channels_last
+                )  # fmt: skip
+        self.A = {n: A.to(content) for n, A in targets.A.items()}
+        self.regions = (
+            None
+            if targets.regions is None
+            else [Region({n: A.to(content) for n, A in r.A.items()}, {n: T.to(content) for n, T in r.weights.items()}) for r in targets.regions]
+        )  # fmt: skip
 
     def features(self, image: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
-        """``model.extract(image, layers)`` in this objective's precision and memory format, with
-        the feature maps in the image's dtype. Image: (B,3,H,W) in [0,1]."""
-        wanted = {resolve_layer(name): name for name in layers}
-        if not wanted:
-            return {}
-        h = self.preprocess(image)
-        if self.channels_last:
-            h = h.contiguous(memory_format=torch.channels_last)
-        out: dict[str, Tensor] = {}
-        autocast = (  # no cast cache: a CUDA graph capture must not keep casts past the region
-            torch.autocast(image.device.type, torch.bfloat16, cache_enabled=False)
-            if self.precision == "bf16"
-            else contextlib.nullcontext()
-        )
-        with autocast:
-            for i, layer in enumerate(self.model.features[: max(wanted) + 1]):
-                h = layer(h)
-                if i in wanted:
-                    out[wanted[i]] = h
-        return {name: F.to(image.dtype) for name, F in out.items()}
+        """:func:`nst_lessons.targets.features` in this objective's precision and memory format.
+        Image: (B,3,H,W) in [0,1]."""
+        return features(self.model, image, layers, self.precision, self.channels_last)
+
+    def style(self, features: Mapping[str, Tensor], zero: Tensor) -> Tensor:
+        """L_style = sum_l w_l E_l, or with regions sum_r sum_l w_l E_l,r on the masked features
+        (:mod:`nst_lessons.masks`), as a 0-dim tensor."""
+        if self.regions is None:
+            return losses.style_loss(features, self.A, self.style_layers) if self.style_layers else zero
+        return sum(
+            (w * losses.style_layer_loss(features[n] * r.weights[n], r.A[n]) for r in self.regions for n, w in self.style_layers.items()),
+            zero,
+        )  # fmt: skip
 
     def terms(self, features: Mapping[str, Tensor], x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """alpha * L_content, beta * L_style, gamma * L_TV, lambda * L_temporal as 0-dim tensors."""
         zero = x.new_zeros(())
         content = sum((losses.content_loss(features[n], self.P[n]) for n in self.content_layers), zero)
-        style = losses.style_loss(features, self.A, self.style_layers) if self.style_layers else zero
+        style = self.style(features, zero)
         tv = losses.tv_loss(x, squared=self.tv_squared) if self.gamma else zero
         temporal = losses.temporal_loss(x, *self.temporal) if self.temporal is not None else zero
         return self.alpha * content, self.beta * style, self.gamma * tv, self.temporal_weight * temporal
+
+    def _scaled(self, grad: Tensor) -> Tensor:
+        return grad / (grad.abs().sum() + 1e-8) if self.normalize_gradients else grad
+
+    def feature_grads(self, features: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The hand-derived dL/dF_l at every layer, (B,N_l,H_l,W_l) each (each term L1-normalised
+        with ``normalize_gradients``). A region's term, E(F ∘ W_r) with W_r its
+        :func:`~nst_lessons.masks.area_weights`, has the gradient W_r ∘ dE/dF' (chain rule)."""
+        grads = {n: torch.zeros_like(features[n]) for n in self.layers}
+        for n in self.content_layers:
+            grads[n] += self.alpha * self._scaled(losses.content_grad(features[n], self.P[n]))
+        for n, w in self.style_layers.items():
+            if self.regions is None:
+                grads[n] += self.beta * w * self._scaled(losses.style_layer_grad(features[n], self.A[n]))
+                continue
+            for r in self.regions:
+                T = r.weights[n]
+                grads[n] += self.beta * w * self._scaled(T * losses.style_layer_grad(features[n] * T, r.A[n]))
+        return grads
 
     def __call__(self, x: Tensor) -> Tensor:
         """Evaluate at x (1,3,H,W), setting ``x.grad`` to dL/dx (contiguous). Returns the stacked
         ``[total, content, style, tv, temporal]`` (weighted), detached, on x's device: no host sync, and
         nothing that a CUDA graph could not capture."""
         features = self.features(x, self.layers)
-        if self.gradients == "autograd":
+        if self.gradients == "autograd" and not self.normalize_gradients:
             content, style, tv, temporal = self.terms(features, x)
             (grad,) = torch.autograd.grad(content + style + tv + temporal, x)
         else:
             with torch.no_grad():
                 content, style, tv, temporal = self.terms(features, x)
-                grads = {n: torch.zeros_like(features[n]) for n in self.layers}
-                for n in self.content_layers:
-                    grads[n] += self.alpha * losses.content_grad(features[n], self.P[n])
-                for n, w in self.style_layers.items():
-                    grads[n] += self.beta * w * losses.style_layer_grad(features[n], self.A[n])
+                grads = self.feature_grads(features)
             (grad,) = torch.autograd.grad([features[n] for n in self.layers], x, [grads[n] for n in self.layers])
             if self.gamma:
                 grad = grad + self.gamma * losses.tv_grad(x.detach(), squared=self.tv_squared)
@@ -240,18 +286,6 @@ class Objective:
         x.grad = grad.contiguous()  # channels-last feature maps hand back a channels-last gradient
         total = content + style + tv + temporal
         return torch.stack([total, content, style, tv, temporal]).detach()
-
-
-def _style_layer_weights(style_layers: Sequence[str] | Mapping[str, float]) -> dict[str, float]:
-    if isinstance(style_layers, Mapping):
-        weights = {str(k): float(v) for k, v in style_layers.items()}
-    else:
-        weights = {name: 1.0 / len(style_layers) for name in style_layers} if style_layers else {}
-    for name, w in weights.items():
-        resolve_layer(name)
-        if not (w >= 0 and math.isfinite(w)):
-            raise ValueError(f"style layer weight for {name} must be a finite number >= 0, got {w}")
-    return weights
 
 
 def _check_weight(name: str, value: float) -> None:
@@ -403,29 +437,141 @@ class CudaGraph:
         self.graph.replay()
 
 
-class _Progress:
-    """A one-line progress bar on stderr, redrawn at most ten times a second."""
+def snapshot_path(path: str | os.PathLike[str], iteration: int) -> Path:
+    """``OUT.png`` -> ``OUT_<iteration>.png``: where ``save_every`` writes its snapshots."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}_{iteration}{path.suffix}")
 
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.enabled, self.last = total, enabled, 0.0
 
-    def update(self, done: int, loss: float, force: bool = False) -> None:
-        now = time.perf_counter()
-        if not self.enabled or (now - self.last < 0.1 and not force):
-            return
-        self.last = now
-        filled = round(30 * done / max(self.total, 1))
-        print(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total}  loss {loss:.4g}", end="", file=sys.stderr)
-        if force:
-            print(file=sys.stderr)
+class Loop:
+    """Runs ``iterate`` (one optimiser iteration, issued to the device) up to ``iterations`` times and
+    reads the losses back only at sync points: where ``sync_at(i)`` is true, every
+    :data:`SYNC_SECONDS`, and after the last iteration. A non-finite loss or Ctrl-C ends it early.
+
+    At each sync point, once the losses read back are checked, ``on_sync(i, loss)`` runs (snapshots,
+    printing, the callback: between iterations, outside any CUDA graph); it returns why to stop, or
+    ``None``. A tqdm progress bar on stderr follows the sync points.
+    """
+
+    def __init__(self, iterate: Callable[[], None], tracker: Tracker, iterations: int, progress: bool = True) -> None:
+        self.iterate, self.tracker, self.iterations, self.progress = iterate, tracker, iterations, progress
+        self.stamps: list[float] = []  # host time after each iteration was issued
+        self.done = 0  # iterations completed with finite losses
+        self.seconds = 0.0  # wall time of the run
+
+    def history(self) -> list[dict[str, float]]:
+        """One dict per iteration done: the weighted terms and ``seconds`` since the start."""
+        values = self.tracker.records[: len(self.stamps)].tolist()
+        return [
+            {"total": v[0], "content": v[1], "style": v[2], "tv": v[3], "temporal": v[4], "seconds": s}
+            for v, s in zip(values, self.stamps)
+        ]
+
+    def run(self, sync_at: Callable[[int], bool], on_sync: Callable[[int, float], str | None]) -> str | None:
+        """Iterate; returns ``None`` if every iteration ran, else why the run stopped."""
+        bar = tqdm(total=self.iterations, disable=not self.progress, file=sys.stderr, unit="it", mininterval=SYNC_SECONDS)
+        stopped: str | None = None
+        start = last_read = time.perf_counter()
+        try:
+            for i in range(1, self.iterations + 1):
+                self.iterate()
+                now = time.perf_counter()
+                self.stamps.append(now - start)
+                if i < self.iterations and not sync_at(i) and now - last_read < SYNC_SECONDS:
+                    continue
+                last_read = now
+                totals = self.tracker.records[self.done : i, 0].tolist()  # waits for the device
+                bad = next((k for k, v in enumerate(totals) if not math.isfinite(v)), None)
+                if bad is not None:
+                    del self.stamps[self.done + bad + 1 :]  # the history ends with the first non-finite loss
+                    stopped = f"the loss became {totals[bad]} at iteration {self.done + bad + 1}"
+                    self.done += bad
+                    warnings.warn(f"{stopped}; returning the best image so far", RuntimeWarning, stacklevel=3)
+                    break
+                self.done = i
+                bar.update(i - bar.n)
+                bar.set_postfix_str(f"loss {totals[-1]:.4g}", refresh=False)
+                stopped = on_sync(i, totals[-1])
+                if stopped is not None:
+                    break
+        except KeyboardInterrupt:
+            self.done = len(self.stamps)
+            stopped = f"interrupted after {self.done} iterations"
+            warnings.warn(f"{stopped}; returning the best image so far", RuntimeWarning, stacklevel=3)
+        self.seconds = time.perf_counter() - start
+        bar.set_postfix_str(f"best loss {float(self.tracker.best_loss):.4g}", refresh=False)
+        bar.close()
+        return stopped
+
+
+def _load_model(
+    weights: str | os.PathLike[str] | VGG19, pooling: str, device: str | torch.device | None, seed: int | None
+) -> tuple[VGG19, torch.device, str]:
+    """The model, its device and the name of its weights (a loaded model is used as it is)."""
+    if isinstance(weights, VGG19):
+        return weights, next(weights.parameters()).device, weights.weights
+    device = default_device(device)
+    model = load_vgg19(weights, pooling=pooling, device=device, seed=0 if seed is None else seed)
+    return model, device, os.fspath(weights)
+
+
+def _run_model(model: VGG19, dtype: torch.dtype, channels_last: bool) -> VGG19:
+    """The model in the run's dtype and memory format: one copy if either differs, never the caller's
+    model changed in place."""
+    if next(model.parameters()).dtype == dtype and (not channels_last or _is_channels_last(model)):
+        return model
+    model = copy.deepcopy(model).to(dtype)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def _loss_weights(
+    weights_name: str, model: VGG19, normalize_gradients: bool, given: tuple[float | None, float | None, float | None]
+) -> tuple[float, float, float]:
+    """(alpha, beta, gamma): those given, the rest from :data:`DEFAULT_LOSS_WEIGHTS` (or
+    :data:`NORMALIZED_LOSS_WEIGHTS` with ``normalize_gradients``)."""
+    if normalize_gradients:
+        defaults = NORMALIZED_LOSS_WEIGHTS
+    else:
+        fallback = DEFAULT_LOSS_WEIGHTS["caffe" if model.preprocessing == "caffe" else "imagenet"]
+        defaults = DEFAULT_LOSS_WEIGHTS.get(weights_name, fallback)
+    alpha, beta, gamma = (d if v is None else float(v) for v, d in zip(given, defaults))
+    return alpha, beta, gamma
+
+
+def _color_hooks(
+    preserve_color: str | None, content: Tensor, styles: list[Tensor]
+) -> tuple[Tensor, list[Tensor], Callable[[Tensor], Tensor]]:
+    """Colour pre- and post-processing (:mod:`nst_lessons.color`): the content and styles the run
+    uses, and the function that turns a result (1,3,H,W) into the output (``content``'s chroma put
+    back for ``"yuv"`` and ``"luminance"``)."""
+    if preserve_color is None:
+        return content, styles, lambda result: result
+    content_run, styles_run = color.prepare(preserve_color, content, styles)
+    return content_run, list(styles_run), lambda result: color.finish(preserve_color, result, content)
+
+
+def _print_terms(i: int, iterations: int, record: list[float]) -> None:
+    total, content, style, tv, temporal = record
+    line = f"iteration {i}/{iterations}: total {total:.4g} = content {content:.4g} + style {style:.4g} + tv {tv:.4g}"
+    tqdm.write(line + (f" + temporal {temporal:.4g}" if temporal else ""))
+
+
+def _check_every(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
 
 
 def style_transfer(
     content: ImageLike,
-    style: ImageLike,
+    style: ImageLike | Sequence[ImageLike],
     *,
     size: int | None = 512,
     style_size: int | None = None,
+    style_scale: float | None = None,
+    style_blend_weights: Sequence[float] | None = None,
+    masks: Sequence[tuple[ImageLike, ImageLike]] | None = None,
+    preserve_color: str | None = None,
+    style_targets: StyleTargets | None = None,
     iterations: int = 500,
     optimizer: str = "lbfgs",
     content_layers: Sequence[str] = CONTENT_LAYERS,
@@ -434,6 +580,7 @@ def style_transfer(
     style_weight: float | None = None,
     tv_weight: float | None = None,
     tv_squared: bool = False,
+    normalize_gradients: bool = False,
     init: str | ImageLike = "content",
     weights: str | os.PathLike[str] | VGG19 = "imagenet",
     pooling: str = "max",
@@ -449,15 +596,33 @@ def style_transfer(
     check_memory: bool = True,
     temporal: tuple[ImageLike, Tensor] | None = None,
     temporal_weight: float = 0.0,
+    save_every: int | None = None,
+    save_path: str | os.PathLike[str] | None = None,
+    print_every: int | None = None,
     callback: Callable[[TransferState], bool | None] | None = None,
     progress: bool = True,
 ) -> TransferResult:
-    """Render ``content`` in the style of ``style``.
+    """Render ``content`` in the style of ``style`` (one image, or several blended or one per region).
 
     Args:
-        content, style: paths, PIL images, tensors (3,H,W)/(1,3,H,W) in [0,1]; sizes may differ.
+        content: a path, PIL image, tensor (3,H,W)/(1,3,H,W) in [0,1]. style: the same, or a list
+            of them; sizes may differ.
         size: long side of the output in pixels (``None``: the content image's own size).
-        style_size: long side the style image is resized to (default: ``size``).
+        style_size: long side every style image is resized to (default: the output's long side).
+        style_scale: instead, the styles' long side as a multiple of the output's (jcjohnson's
+            ``-style_scale``): below 1 the painting's strokes come out smaller, above 1 larger.
+        style_blend_weights: several styles: the target Grams are their weighted mean, weights
+            normalised to sum 1 (default equal); see :mod:`nst_lessons.targets`.
+        masks: spatial control, one ``(content_mask, style_mask)`` pair per region, region r in
+            the style of ``style[r]``; see :mod:`nst_lessons.masks`.
+        preserve_color: keep the photo's colours: ``"yuv"`` (the result's luminance, the photo's
+            chroma), ``"luminance"`` (transfer on luminance only) or ``"histogram"`` (the styles'
+            colours matched to the photo's first); see :mod:`nst_lessons.color`.
+        style_targets: precomputed :class:`~nst_lessons.targets.StyleTargets` (e.g. for many
+            photos or frames); ``style`` then serves only ``init="style"`` and the memory
+            estimate, and ``style_size``, ``style_scale``, ``style_blend_weights`` and ``masks``
+            must not be given. With ``"luminance"`` or ``"histogram"`` colours, compute the targets
+            from the styles as :func:`nst_lessons.color.prepare` turns them.
         iterations: optimiser iterations (one objective evaluation each).
         optimizer: ``"lbfgs"`` (:class:`nst_lessons.lbfgs.LBFGS`, history ``history_size``, step 1,
             no line search), ``"torch-lbfgs"`` (the same with ``torch.optim.LBFGS``) or ``"adam"``
@@ -465,10 +630,15 @@ def style_transfer(
         content_layers: layer names for L_content (default relu4_2).
         style_layers: names (weighted 1/|L| each) or ``{name: w_l}`` (default relu1_1 ... relu5_1).
         content_weight, style_weight, tv_weight: alpha, beta, gamma; ``None`` takes
-            :data:`DEFAULT_LOSS_WEIGHTS` for the weights in use.
+            :data:`DEFAULT_LOSS_WEIGHTS` for the weights in use (:data:`NORMALIZED_LOSS_WEIGHTS`
+            with ``normalize_gradients``).
         tv_squared: squared TV instead of the L1 form.
-        init: ``"content"``, ``"noise"`` (uniform, from ``seed``), ``"style"`` or an image (a tensor
-            is resized in float, not rounded to 8 bits).
+        normalize_gradients: jcjohnson's ``-normalize_gradients``: each content and style layer's
+            dL/dF is scaled to unit L1 norm before alpha or beta w_l multiplies it (see
+            :class:`Objective`). alpha and beta then set the *directions'* mix, not the losses',
+            so their useful ratio is near 1 rather than 1e-8.
+        init: ``"content"``, ``"noise"`` (uniform, from ``seed``), ``"style"`` (the first style)
+            or an image (a tensor is resized in float, not rounded to 8 bits).
         weights: ``"imagenet"``, ``"caffe"``, ``"random"``, a checkpoint path, or a loaded :class:`VGG19`.
         pooling: ``"max"`` or ``"avg"`` (ignored when ``weights`` is a loaded model).
         device: ``None`` means CUDA when available.
@@ -498,8 +668,14 @@ def style_transfer(
             motion boundaries). Adds lambda * L_temporal (:func:`losses.temporal_loss`);
             :mod:`nst_lessons.video` builds both.
         temporal_weight: lambda, the weight of L_temporal.
+        save_every: write the current image (colours preserved as for the output) every this many
+            iterations to ``save_path`` with ``_<iteration>`` before its suffix
+            (:func:`snapshot_path`). Each snapshot is a sync point, between iterations (a CUDA
+            graph replays whole iterations, so it is unaffected).
+        save_path: the output path the snapshots are named after; needed with ``save_every``.
+        print_every: print the weighted loss terms every this many iterations (also a sync point).
         callback: called with a :class:`TransferState` after each iteration; returning ``True`` stops.
-        progress: draw a progress bar on stderr.
+        progress: draw a tqdm progress bar on stderr.
 
     Returns:
         A :class:`TransferResult` holding the best image seen. A non-finite loss or Ctrl-C ends the
@@ -515,91 +691,75 @@ def style_transfer(
         raise ValueError(f"unknown precision {precision!r}; expected {', '.join(PRECISIONS)}")
     if cuda_graphs and optimizer != "lbfgs":
         raise ValueError(f"cuda_graphs needs optimizer='lbfgs', not {optimizer!r}")
+    if preserve_color is not None and preserve_color not in color.COLOR_MODES:
+        raise ValueError(f"unknown preserve_color {preserve_color!r}; expected yuv, luminance or histogram")
+    _check_every("save_every", save_every)
+    _check_every("print_every", print_every)
+    if save_every is not None and save_path is None:
+        raise ValueError("save_every needs save_path, the output the snapshots are named after")
+    if save_path is not None:
+        check_output_path(save_path)
+    if style_targets is not None and (style_size, style_scale, style_blend_weights, masks) != (None,) * 4:
+        raise ValueError("with style_targets, give no style_size, style_scale, style_blend_weights or masks")
     for name in content_layers:
         resolve_layer(name)
-    layer_weights = _style_layer_weights(style_layers)
+    layer_weights = style_layer_weights(style_layers)
     if not content_layers and not layer_weights:
         raise ValueError("no content or style layers: nothing to optimise")
 
     content_image = load_image(content, size)
-    style_image = load_image(style, style_size or size or max(content_image.size))
-    if isinstance(weights, VGG19):
-        model = weights
-        device = next(model.parameters()).device
-        weights_name = model.weights
-    else:
-        device = default_device(device)
-        model = load_vgg19(weights, pooling=pooling, device=device, seed=0 if seed is None else seed)
-        weights_name = os.fspath(weights)
-    defaults = DEFAULT_LOSS_WEIGHTS.get(weights_name, DEFAULT_LOSS_WEIGHTS["caffe" if model.preprocessing == "caffe" else "imagenet"])
-    alpha, beta, gamma = (d if v is None else float(v) for v, d in zip((content_weight, style_weight, tv_weight), defaults))
+    output_size = (content_image.height, content_image.width)
+    styles = as_list(style)
+    if style_targets is None:
+        normalised_blend_weights(style_blend_weights, len(styles))  # checked before any work
+    style_images = [load_image(s, style_long_side(output_size, style_size, style_scale)) for s in styles]
+    mask_pairs = None if masks is None else load_masks(masks, output_size, [(im.height, im.width) for im in style_images])
+    model, device, weights_name = _load_model(weights, pooling, device, seed)
+    alpha, beta, gamma = _loss_weights(weights_name, model, normalize_gradients, (content_weight, style_weight, tv_weight))
     for name, value in (("content_weight", alpha), ("style_weight", beta), ("tv_weight", gamma),
                         ("temporal_weight", temporal_weight)):
         _check_weight(name, value)
     if check_memory:
+        largest_style = max(style_images, key=lambda im: im.width * im.height).size
         memory.check_fits(
-            memory_model(content_image.size, style_image.size, content_layers, layer_weights, precision=precision,
+            memory_model(content_image.size, largest_style, content_layers, layer_weights, precision=precision,
                          pooling=model.pooling, optimizer=optimizer, history_size=history_size, tv=gamma > 0),
             max(content_image.size), device,
         )  # fmt: skip
 
-    if next(model.parameters()).dtype != dtype:
-        model = copy.deepcopy(model).to(dtype)  # never change a caller's model in place
+    model = _run_model(model, dtype, channels_last)
     with backend_flags(precision, device):
-        p = to_tensor(content_image, device, dtype)
-        a = to_tensor(style_image, device, dtype)
+        photo = to_tensor(content_image, device, dtype)
+        p, style_tensors, finish = _color_hooks(preserve_color, photo, [to_tensor(im, device, dtype) for im in style_images])
+        targets = style_targets or StyleTargets.from_tensors(
+            model, style_tensors, style_layers=layer_weights, size=output_size, blend_weights=style_blend_weights,
+            masks=None if mask_pairs is None else [(c.to(p), s.to(p)) for c, s in mask_pairs],
+            precision=precision, channels_last=channels_last,
+        )  # fmt: skip
         frame = _temporal_target(temporal, p) if temporal is not None and temporal_weight else None
         objective = Objective(
-            model, p, a, content_layers, layer_weights, alpha, beta, gamma, tv_squared, gradients, precision, channels_last,
-            temporal=frame, temporal_weight=temporal_weight,
+            model, p, targets, content_layers, layer_weights, alpha, beta, gamma, tv_squared, gradients, precision, channels_last,
+            temporal=frame, temporal_weight=temporal_weight, normalize_gradients=normalize_gradients,
         )  # fmt: skip
-        x = _initial_image(init, p, style_image, seed).requires_grad_(True)
+        x = _initial_image(init, p, to_pil(style_tensors[0]), seed).requires_grad_(True)
         tracker = Tracker(x, iterations)
         iterate = iteration(objective, x, tracker, optimizer, history_size, learning_rate)
         if cuda_graphs and device.type == "cuda":
             iterate = CudaGraph(iterate)
+        loop = Loop(iterate, tracker, iterations, progress)
+        every = [n for n in (save_every, print_every) if n is not None]
 
-        stamps: list[float] = []  # host time after each iteration was issued
+        def on_sync(i: int, loss: float) -> str | None:
+            if print_every is not None and i % print_every == 0:
+                _print_terms(i, iterations, tracker.records[i - 1].tolist())
+            if save_every is not None and i % save_every == 0:
+                save_image(to_pil(finish(x.detach().clamp(0, 1))), snapshot_path(save_path, i))
+            if callback is not None and callback(TransferState(i, loss, x.detach(), loop.history())):
+                return f"stopped by the callback at iteration {i}"
+            return None
 
-        def history() -> list[dict[str, float]]:
-            values = tracker.records[: len(stamps)].tolist()
-            return [
-                {"total": v[0], "content": v[1], "style": v[2], "tv": v[3], "temporal": v[4], "seconds": s}
-                for v, s in zip(values, stamps)
-            ]
-
-        bar = _Progress(iterations, progress)
-        stopped: str | None = None
-        done = 0
-        start = last_read = time.perf_counter()
-        try:
-            for i in range(1, iterations + 1):
-                iterate()
-                now = time.perf_counter()
-                stamps.append(now - start)
-                if callback is None and i < iterations and now - last_read < SYNC_SECONDS:
-                    continue
-                last_read = now
-                totals = tracker.records[done:i, 0].tolist()  # waits for the device
-                bad = next((k for k, v in enumerate(totals) if not math.isfinite(v)), None)
-                if bad is not None:
-                    del stamps[done + bad + 1 :]  # the history ends with the first non-finite loss
-                    stopped = f"the loss became {totals[bad]} at iteration {done + bad + 1}"
-                    done += bad
-                    warnings.warn(f"{stopped}; returning the best image so far", RuntimeWarning, stacklevel=2)
-                    break
-                done = i
-                bar.update(done, totals[-1])
-                if callback is not None and callback(TransferState(done, totals[-1], x.detach(), history())):
-                    stopped = f"stopped by the callback at iteration {done}"
-                    break
-        except KeyboardInterrupt:
-            done = len(stamps)
-            stopped = f"interrupted after {done} iterations"
-            warnings.warn(f"{stopped}; returning the best image so far", RuntimeWarning, stacklevel=2)
-        seconds = time.perf_counter() - start
-        bar.update(done, float(tracker.best_loss), force=True)
-        best = tracker.best_x.clamp(0, 1).cpu()
+        stopped = loop.run(lambda i: callback is not None or any(i % n == 0 for n in every), on_sync)
+        best = finish(tracker.best_x.clamp(0, 1)).cpu()
     settings = {
         "size": size, "iterations": iterations, "optimizer": optimizer, "content_layers": list(content_layers),
         "style_layers": layer_weights, "content_weight": alpha, "style_weight": beta, "tv_weight": gamma,
@@ -607,8 +767,12 @@ def style_transfer(
         "pooling": model.pooling, "device": str(device), "seed": seed, "gradients": gradients,
         "history_size": history_size, "precision": precision, "channels_last": channels_last,
         "cuda_graphs": cuda_graphs and device.type == "cuda", "temporal_weight": temporal_weight if temporal is not None else 0.0,
-    }
-    return TransferResult(to_pil(best), best, history(), done, seconds, stopped, settings)
+        "styles": len(styles), "style_size": style_size, "style_scale": style_scale,
+        "style_blend_weights": None if style_blend_weights is None else list(style_blend_weights),
+        "regions": 0 if masks is None else len(masks), "preserve_color": preserve_color,
+        "normalize_gradients": normalize_gradients, "style_targets": "given" if style_targets is not None else "computed",
+    }  # fmt: skip
+    return TransferResult(to_pil(best), best, loop.history(), loop.done, loop.seconds, stopped, settings)
 
 
 def memory_model(

@@ -116,15 +116,27 @@ class VGG19(nn.Module):
         self.preprocessing = preprocessing
         self.weights = "random"
         self.requires_grad_(False)
+        self._constants: dict[tuple[torch.device, torch.dtype], tuple[Tensor, Tensor]] = {}
 
     def preprocess(self, image: Tensor) -> Tensor:
-        """Map RGB in [0,1], shape (B,3,H,W), to the input the weights were trained on."""
+        """Map RGB in [0,1], shape (B,3,H,W), to the input the weights were trained on.
+
+        The mean and std are made once per device and dtype, straight from the float64 Python
+        constants above (so a float64 run gets them to the last bit): building a tensor from
+        Python numbers on CUDA is a blocking host-to-device copy, a host sync per evaluation and
+        an error inside a CUDA graph capture.
+        """
+        key = (image.device, image.dtype)
+        if key not in self._constants:
+            if self.preprocessing == "imagenet":
+                shift, scale = IMAGENET_MEAN, IMAGENET_STD
+            else:
+                shift, scale = CAFFE_MEAN_BGR, (1.0, 1.0, 1.0)
+            self._constants[key] = tuple(image.new_tensor(c).view(1, 3, 1, 1) for c in (shift, scale))  # type: ignore[assignment]
+        shift, scale = self._constants[key]
         if self.preprocessing == "imagenet":
-            mean = image.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-            std = image.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
-            return (image - mean) / std
-        bgr = image.flip(1) * 255.0
-        return bgr - bgr.new_tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1)
+            return (image - shift) / scale
+        return image.flip(1) * 255.0 - shift
 
     def extract(self, image: Tensor, layers: Iterable[str]) -> dict[str, Tensor]:
         """Feature maps of ``image`` at the named layers.
@@ -340,6 +352,58 @@ def default_device(device: str | torch.device | None = None) -> torch.device:
     return torch.device(device)
 
 
+def normalize_activations(model: VGG19, images: Tensor | Iterable[Tensor]) -> dict[str, Tensor]:
+    """Rescale ``model``'s filters, in place, so that each one's mean activation over ``images`` is 1.
+
+    Gatys et al. ran their experiments on such a *normalised* VGG-19 (described in the CVPR 2016
+    version of the paper, section 2; his code ships it): the mean of each rectified feature map,
+    over ImageNet images and all positions, is 1. The paper's α/β ratios are for that network, not
+    for the raw weights.
+
+    Let s_i^l be the mean of filter i's rectified map F^l_i = max(0, Z^l_i) over the images and all
+    positions. Dividing filter i's weights and bias by s_i^l divides Z^l_i, hence F^l_i, by s_i^l
+    (ReLU is positively homogeneous); multiplying the next convolution's weights on input channel
+    i by s_i^l undoes it there. Max and average pooling act per channel and are positively
+    homogeneous too, so every layer of the new network computes the old one's maps divided by its
+    channels' factors, on any image: F'^l_i = F^l_i / s_i^l, and likewise for conv and pool maps.
+
+    A filter whose rectified map is 0 on every given image and position (a dead filter) has no
+    mean to normalise; it is left as it is, with factor 1, and its mean stays 0.
+
+    Args:
+        model: the network to change; ``copy.deepcopy`` it first to keep the original.
+        images: RGB in [0,1], one batch (B,3,H,W) or several batches of any sizes; the means are
+            taken over all of their positions together.
+
+    Returns:
+        ``{relu name: s^l}``, the factors (N_l,) that the maps of the layer (and of its conv and
+        the pool after it) were divided by, 1 for dead filters; on the CPU, in float64.
+    """
+    relus = [name for name in LAYERS if name.startswith("relu")]
+    parameter = next(model.parameters())
+    sums = {name: torch.zeros(model.features[resolve_layer(name) - 1].out_channels, dtype=torch.float64) for name in relus}
+    counts = dict.fromkeys(relus, 0)
+    with torch.no_grad():
+        for batch in [images] if isinstance(images, Tensor) else images:
+            features = model.extract(batch.to(parameter.device, parameter.dtype), relus)
+            for name, F in features.items():
+                sums[name] += F.sum(dim=(0, 2, 3)).double().cpu()
+                counts[name] += F.shape[0] * F.shape[2] * F.shape[3]
+        if not all(counts.values()):
+            raise ValueError("normalize_activations needs at least one image")
+        factors, previous = {}, None
+        for name in relus:
+            mean = sums[name] / counts[name]
+            s = torch.where(mean > 0, mean, torch.ones_like(mean))  # dead filters keep factor 1
+            conv = model.features[resolve_layer(name) - 1]
+            if previous is not None:  # undo the previous layer's scaling on its input channels
+                conv.weight.mul_(previous.to(conv.weight)[None, :, None, None])
+            conv.weight.div_(s.to(conv.weight)[:, None, None, None])
+            conv.bias.div_(s.to(conv.bias))
+            factors[name] = previous = s
+    return factors
+
+
 __all__ = [
     "CHECKPOINTS",
     "CONV_LAYERS",
@@ -354,6 +418,7 @@ __all__ = [
     "default_device",
     "fetch_weights",
     "load_vgg19",
+    "normalize_activations",
     "resolve_layer",
     "weights_home",
 ]

@@ -11,8 +11,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nst_lessons.bench import MODES, flops_per_evaluation, main, summary_at_512
 from nst_lessons.data import example_path
-from nst_lessons.transfer import CONTENT_LAYERS, STYLE_LAYERS, Objective, preprocessor, style_transfer
-from nst_lessons.vgg import VGG19
+from nst_lessons.transfer import CONTENT_LAYERS, STYLE_LAYERS, Objective, style_transfer
+from nst_lessons.vgg import CAFFE_MEAN_BGR, IMAGENET_MEAN, VGG19
 
 pytestmark = [pytest.mark.filterwarnings("ignore::nst_lessons.vgg.RandomWeightsWarning"), pytest.mark.usefixtures("one_thread")]
 
@@ -57,11 +57,16 @@ def test_tiny_benchmark_writes_its_results(tmp_path, capsys) -> None:  # noqa: A
     assert report["summary_at_512"] == {}  # 512 px was not run
 
 
-def test_preprocessing_constants_are_vgg19s() -> None:
-    image = torch.rand(2, 3, 5, 7)
-    for scheme in ("imagenet", "caffe"):
+def test_preprocessing_constants_are_made_once_per_dtype_from_the_float64_ones() -> None:
+    for scheme, mean in (("imagenet", IMAGENET_MEAN), ("caffe", CAFFE_MEAN_BGR)):
         model = VGG19(preprocessing=scheme)
-        assert torch.equal(preprocessor(model, image.device, image.dtype)(image), model.preprocess(image))
+        for dtype in (torch.float32, torch.float64):
+            image = torch.rand(2, 3, 5, 7, dtype=dtype)
+            first = model.preprocess(image)
+            shift = model._constants[(image.device, dtype)][0]
+            assert torch.equal(model.preprocess(image), first) and model._constants[(image.device, dtype)][0] is shift
+            assert shift.flatten().tolist() == torch.tensor(mean, dtype=dtype).tolist()  # no float32 detour
+        assert len(model._constants) == 2
 
 
 def test_features_match_the_model_in_every_mode(random_model) -> None:  # noqa: ANN001

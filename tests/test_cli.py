@@ -57,7 +57,7 @@ BAD = [
     (["transfer", "grace_hopper", "strokes", "-o", "out.png", "--init", "zeros"], "no image file at zeros"),
     (["transfer", "grace_hopper", "strokes", "-o", "out.webp2"], "cannot write an image format"),
     (["transfer", "grace_hopper", "strokes", "-o", "out.psd"], "cannot write an image format"),
-    (["transfer", "grace_hopper", "strokes", "-o", "."], "cannot write an image format"),
+    (["transfer", "grace_hopper", "strokes", "-o", "no/such/dir/results"], "folder no/such/dir does not exist"),
     (["transfer", "grace_hopper", "strokes", "-o", "out.png", "--history", "."], "it is a directory"),
     (["transfer", "grace_hopper", "strokes", "-o", "out.png", "--device", "meta"], "unknown device 'meta'"),
     (["transfer", "grace_hopper", "strokes", "-o", "out.png", "--device", "gpu"], "unknown device 'gpu'"),

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import numpy as np
 
-from nst_lessons.grading.cases import make_cases
+from nst_lessons.grading.cases import HiddenCases
 from nst_lessons.grading.checks import judge
 from nst_lessons.grading.grader import _imports_package
 from nst_lessons.grading.kernel import run_notebook
@@ -19,14 +19,14 @@ from nst_lessons.grading.sandbox import run_answers
 
 SOURCE = Path(__file__).parents[1] / "notebooks/exercises/source/nst_gradients/nst_gradients.ipynb"
 SOLUTIONS = dict(answer_cells(read_notebook(SOURCE.read_bytes(), SOURCE.name)))
-SEED = 7
+HIDDEN = HiddenCases(seeds=(7,))
 
 
 def grade(cells: list[tuple[str, str]], exercises: list[str], step_timeout: float = 2.0) -> tuple[dict[str, list], dict[str, str]]:
     """{exercise: [problem or None per part]}, and the answer cells' errors."""
-    result = run_answers(cells, exercises, seed=SEED, step_timeout=step_timeout)
+    result = run_answers(cells, exercises, hidden=HIDDEN, step_timeout=step_timeout)
     problems = {
-        name: [v.problem for v in judge(name, make_cases(name, hidden=True, seed=SEED), result.observations[name])]
+        name: [v.problem for v in judge(name, HIDDEN.cases(name), result.observations[name])]
         for name in exercises
     }
     return problems, result.cell_errors
@@ -50,12 +50,10 @@ def test_patching_the_graders_modules_in_the_sandbox_gains_nothing() -> None:
     # Zero inputs would make a function returning zeros right; the grader rebuilds the cases itself.
     cheat = (
         "import nst_lessons.grading.cases as cases\n"
-        "real = cases.make_cases\n"
-        "def zeros(name, hidden, seed=0):\n"
-        "    return [cases.Case({k: np.zeros_like(v) for k, v in c.args.items()}, c.label) for c in real(name, hidden, seed)]\n"
-        "cases.make_cases = zeros\n"
-        "import nst_lessons.grading.worker as worker\n"
-        "worker.make_cases = zeros\n"
+        "real = cases.HiddenCases.cases\n"
+        "def zeros(self, name):\n"
+        "    return [cases.Case({k: np.zeros_like(v) for k, v in c.args.items()}, c.label) for c in real(self, name)]\n"
+        "cases.HiddenCases.cases = zeros\n"
         "def avg_pool_backward(dy, x):\n    return np.zeros_like(x)\n"
     )
     problems, _ = grade([("avg_pool_backward", cheat)], ["avg_pool_backward"])

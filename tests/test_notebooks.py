@@ -45,8 +45,7 @@ def fast_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def test_the_nine_notebooks_exist() -> None:
-    # 10 is another branch's; once both are merged this is range(1, 12)
-    assert [p.name[:2] for p in NOTEBOOKS if p.name[:2] != "10"] == [f"{k:02d}" for k in range(1, 12) if k != 10]
+    assert [p.name[:2] for p in NOTEBOOKS] == [f"{k:02d}" for k in range(1, 12)]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

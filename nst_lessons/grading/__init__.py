@@ -1,10 +1,11 @@
 """Autograded exercises: the in-notebook checks, the grader, and the student-notebook generator.
 
 - :func:`check` (:mod:`~.checks`): ``check("gram_matrix", gram_matrix)`` in a notebook runs the
-  public cases and says in words what is wrong.
+  public cases (and the instructor's hidden ones where ``$NST_LESSONS_HIDDEN_CASES`` is set) and
+  says in words what is wrong.
 - :mod:`~.grader`: ``nst-lessons grade`` runs a submission in a fresh kernel, tests its answers on
-  hidden cases in a sandboxed process (:mod:`~.sandbox`, :mod:`~.worker`) and writes Gradescope's
-  results.json.
+  hidden cases (the instructor's file, or the shipped ones: :mod:`~.cases`) in a sandboxed process
+  (:mod:`~.sandbox`, :mod:`~.worker`) and writes Gradescope's results.json.
 - :mod:`~.notebooks`: ``nst-lessons release`` writes the student notebooks from the instructor's.
 """
 

@@ -1,16 +1,22 @@
 """The inputs each exercise is tested on, and how its function is called on them.
 
-Public cases are what ``check(...)`` runs in the notebook; hidden cases, with other shapes and a
-seed of the grader's choosing, are what ``nst-lessons grade`` runs.  This module also runs in the
+Public cases are what ``check(...)`` runs in the notebook; hidden cases, with other shapes and
+seeds of the grader's choosing, are what ``nst-lessons grade`` runs.  The package ships one set of
+hidden cases (:data:`SHIPPED`), which anyone with the package can run; an instructor keeps the real
+ones in a file of their own (:func:`load_hidden_cases`), named by ``--hidden-cases`` or
+``$NST_LESSONS_HIDDEN_CASES``.  This module also runs in the
 sandbox beside the student's code, where the grader trusts nothing: it only builds inputs and
 calls functions.  The reference answers and the judging live in :mod:`nst_lessons.grading.checks`.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -153,9 +159,152 @@ def make_cases(name: str, hidden: bool, seed: int = HIDDEN_SEED) -> list[Case]:
     """The public (``hidden=False``) or hidden cases of exercise ``name``; hidden ones depend on ``seed``."""
     if name not in _MAKERS:
         raise ValueError(f"unknown exercise {name!r}; expected one of {', '.join(EXERCISES)}")
-    make, public, secret = _MAKERS[name]
-    rng = np.random.default_rng(seed if hidden else PUBLIC_SEED)
-    return [make(rng, shape) for shape in (secret if hidden else public)]
+    if hidden:
+        return HiddenCases(seeds=(seed,)).cases(name)
+    make, public, _ = _MAKERS[name]
+    rng = np.random.default_rng(PUBLIC_SEED)
+    return [make(rng, shape) for shape in public]
+
+
+# --------------------------------------------------------------------------- the instructor's hidden cases
+
+HIDDEN_CASES_ENV = "NST_LESSONS_HIDDEN_CASES"
+"""The environment variable naming the instructor's hidden-cases file (see :func:`load_hidden_cases`)."""
+
+MAX_EXTENT = 64
+"""The largest extent an extra case may have along any axis (grading must stay fast)."""
+
+MAX_SEEDS = 10
+
+
+@dataclass(frozen=True)
+class HiddenCases:
+    """Which hidden cases the grader runs: for each seed, the shipped hidden shapes of each exercise
+    followed by the extra ones, all drawn from ``numpy.random.default_rng(seed)``.
+
+    Attributes:
+        seeds: one or more non-negative integers.
+        extra: exercise name -> extra shapes, in the form of the shipped ones (``(C, H, W)``;
+            ``(K, C, H, W)`` for ``conv2d_backward``; ``(H, W, content layers, style layers)`` for
+            ``make_closure``).
+    """
+
+    seeds: tuple[int, ...] = (HIDDEN_SEED,)
+    extra: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+
+    def cases(self, name: str) -> list[Case]:
+        """Exercise ``name``'s hidden cases."""
+        if name not in _MAKERS:
+            raise ValueError(f"unknown exercise {name!r}; expected one of {', '.join(EXERCISES)}")
+        make, _, secret = _MAKERS[name]
+        shapes = [*secret, *self.extra.get(name, ())]
+        cases = []
+        for seed in self.seeds:
+            rng = np.random.default_rng(seed)
+            cases += [make(rng, shape) for shape in shapes]
+        return cases
+
+    def to_json(self) -> dict[str, Any]:
+        """The file's content; :func:`hidden_cases_from_json` reads it back."""
+        return {"seeds": list(self.seeds), "extra": {name: [_jsonable(s) for s in shapes] for name, shapes in self.extra.items()}}
+
+
+SHIPPED = HiddenCases()
+"""The hidden cases that ship with the package: the default, and no secret."""
+
+
+def _jsonable(shape: tuple[Any, ...]) -> list[Any]:
+    return [list(part) if isinstance(part, tuple) else part for part in shape]
+
+
+def _count(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_EXTENT:
+        raise ValueError(f"{what} must be an integer from 1 to {MAX_EXTENT}, got {value!r}")
+    return value
+
+
+def _extra_shape(name: str, shape: Any) -> tuple[Any, ...]:
+    """One extra shape of exercise ``name``, checked, as a tuple like the shipped ones."""
+    where = f"extra case {shape!r} of {name}"
+    if not isinstance(shape, list):
+        raise ValueError(f"{where}: expected a list")
+    if name == "make_closure":
+        from nst_lessons.vgg import LAYERS
+
+        if len(shape) != 4 or not all(isinstance(part, list) and part for part in shape[2:]):
+            raise ValueError(f"{where}: expected [H, W, [content layers], [style layers]]")
+        H, W = (_count(v, f"{where}: H and W") for v in shape[:2])
+        layers = [*shape[2], *shape[3]]
+        unknown = [layer for layer in layers if layer not in LAYERS]
+        if unknown:
+            raise ValueError(f"{where}: unknown layer {unknown[0]!r}")
+        pools = max(sum(n.startswith("pool") for n in LAYERS[: LAYERS.index(layer) + 1]) for layer in layers)
+        if min(H, W) < 2**pools:  # each pooling halves the size on the way to the deepest layer
+            raise ValueError(f"{where}: a {H}x{W} image is too small for layer {max(layers, key=LAYERS.index)}")
+        return (H, W, tuple(shape[2]), tuple(shape[3]))
+    rank = 4 if name == "conv2d_backward" else 3
+    if len(shape) != rank:
+        raise ValueError(f"{where}: expected {rank} sizes")
+    sizes = tuple(_count(v, where) for v in shape)
+    if name in ("max_pool_backward", "avg_pool_backward") and (sizes[1] % 2 or sizes[2] % 2):
+        raise ValueError(f"{where}: H and W must be even for 2x2 pooling")
+    return sizes
+
+
+def hidden_cases_from_json(data: Any, source: str) -> HiddenCases:
+    """Hidden cases from a file's parsed JSON, ``{"seeds": [int, ...], "extra": {exercise: [shape, ...]}}``
+    (``extra`` optional); ``source`` names the file in messages.
+
+    Raises:
+        ValueError: one line saying what is wrong.
+    """
+    try:
+        if not isinstance(data, dict) or set(data) - {"seeds", "extra"} or "seeds" not in data:
+            raise ValueError('expected an object with "seeds" and, optionally, "extra"')
+        seeds = data["seeds"]
+        if not isinstance(seeds, list) or not 1 <= len(seeds) <= MAX_SEEDS:
+            raise ValueError(f'"seeds" must be a list of 1 to {MAX_SEEDS} integers')
+        if any(isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**63 for v in seeds):
+            raise ValueError(f'"seeds" must be integers from 0 to 2**63 - 1, got {seeds!r}')
+        extra = data.get("extra", {})
+        if not isinstance(extra, dict):
+            raise ValueError('"extra" must map exercise names to lists of shapes')
+        unknown = [name for name in extra if name not in _MAKERS]
+        if unknown:
+            raise ValueError(f"unknown exercise {unknown[0]!r} in \"extra\"; expected one of {', '.join(EXERCISES)}")
+        shapes = {}
+        for name, listed in extra.items():
+            if not isinstance(listed, list):
+                raise ValueError(f'"extra" of {name} must be a list of shapes')
+            shapes[name] = tuple(_extra_shape(name, shape) for shape in listed)
+    except ValueError as error:
+        raise ValueError(f"hidden cases {source}: {error}") from None
+    return HiddenCases(tuple(seeds), shapes)
+
+
+def load_hidden_cases(path: str | os.PathLike[str]) -> HiddenCases:
+    """The hidden cases in the JSON file at ``path``, e.g. ``{"seeds": [8191, 65537], "extra":
+    {"gram_matrix": [[7, 3, 9]], "make_closure": [[10, 14, ["relu1_2"], ["relu1_1", "pool1"]]]}}``.
+
+    Raises:
+        ValueError: the file is missing, unreadable, not JSON, or not of that form (one line).
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read the hidden cases {path}: {getattr(error, 'strerror', None) or error}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"hidden cases {path}: not JSON ({error})") from None
+    return hidden_cases_from_json(data, str(path))
+
+
+def hidden_cases(path: str | os.PathLike[str] | None = None) -> HiddenCases:
+    """The hidden cases to grade with: the file at ``path``, else the one ``$NST_LESSONS_HIDDEN_CASES``
+    names, else :data:`SHIPPED`."""
+    path = path or os.environ.get(HIDDEN_CASES_ENV) or None
+    return SHIPPED if path is None else load_hidden_cases(path)
 
 
 # --------------------------------------------------------------------------- calls
@@ -212,10 +361,16 @@ __all__ = [
     "BETA",
     "Case",
     "EXERCISES",
+    "HIDDEN_CASES_ENV",
     "HIDDEN_SEED",
+    "HiddenCases",
     "LBFGS_ITERATIONS",
     "PUBLIC_SEED",
+    "SHIPPED",
     "call",
+    "hidden_cases",
+    "hidden_cases_from_json",
+    "load_hidden_cases",
     "make_cases",
     "run_lbfgs",
     "tiny_vgg",

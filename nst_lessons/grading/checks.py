@@ -4,20 +4,34 @@ Each exercise has graded parts (a loss and its gradient are two).  A part compar
 student's function returned with the reference from :mod:`nst_lessons.scratch`; when they differ
 it tries the typical mistakes (a missing 1/2, a wrong sign, F^T F instead of F F^T, a forgotten
 mask, ...) to say which one it is.  The same code serves :func:`check` in the notebook (public
-cases, in the student's kernel) and the grader (hidden cases, judged in the grader's own process
-on the values the sandbox sent back), so the feedback is the same in both places.
+cases, in the student's kernel, plus the instructor's hidden ones when
+``$NST_LESSONS_HIDDEN_CASES`` names a file, as it does where nbgrader autogrades) and the grader
+(hidden cases, judged in the grader's own process on the values the sandbox sent back), so the
+feedback is the same in both places.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import numpy as np
 
-from nst_lessons.grading.cases import ALPHA, BETA, EXERCISES, LBFGS_ITERATIONS, Case, call, make_cases, run_lbfgs
+from nst_lessons.grading.cases import (
+    ALPHA,
+    BETA,
+    EXERCISES,
+    HIDDEN_CASES_ENV,
+    LBFGS_ITERATIONS,
+    Case,
+    call,
+    hidden_cases,
+    make_cases,
+    run_lbfgs,
+)
 from nst_lessons.grading.observe import Observation, Other, Torch, normalise, observe
 from nst_lessons.scratch import layers as ref_layers
 from nst_lessons.scratch import losses as ref_losses
@@ -574,6 +588,9 @@ def judge(name: str, cases: Sequence[Case], observations: Sequence[Observation] 
 def check(name: str, fn: Callable[..., Any]) -> None:
     """Run exercise ``name``'s public checks on ``fn`` and print the verdict.
 
+    Where ``$NST_LESSONS_HIDDEN_CASES`` names the instructor's hidden-cases file (nbgrader's
+    autograding, say), the hidden cases are checked too, so the check cell passes only if both do.
+
     Raises:
         CheckFailed: with every failing part and what is wrong with it, chained to the exception
             ``fn`` raised, if any, so the traceback shows where.
@@ -587,6 +604,8 @@ def check(name: str, fn: Callable[..., Any]) -> None:
     if module.startswith("nst_lessons"):
         raise CheckFailed(f"✗ {name} is {module}.{getattr(fn, '__name__', name)}, the package's own answer; write yours in the answer cell")
     cases = make_cases(name, hidden=False)
+    if os.environ.get(HIDDEN_CASES_ENV):
+        cases += hidden_cases().cases(name)
     observations = [observe(functools.partial(call, name, fn, case), case.args) for case in cases]
     verdicts = judge(name, cases, observations)
     if all(v.problem is None for v in verdicts):

@@ -2,6 +2,8 @@
 
     nst-lessons grade SUBMISSION.ipynb [--results results.json]     grade one notebook
     nst-lessons grade FOLDER [--results results/] [--csv grades.csv]  grade every notebook in it
+        [--hidden-cases FILE]   the instructor's hidden cases (default: $NST_LESSONS_HIDDEN_CASES,
+                                else the shipped ones; see cases.load_hidden_cases)
     nst-lessons release [COURSE] [--check]                          write the student notebooks
 
 Each ``add_*_parser`` registers its subcommand on an argparse subparsers object and sets
@@ -17,7 +19,7 @@ import math
 import sys
 from pathlib import Path
 
-from nst_lessons.grading.cases import HIDDEN_SEED
+from nst_lessons.grading.cases import HIDDEN_CASES_ENV, HIDDEN_SEED, hidden_cases, hidden_cases_from_json
 from nst_lessons.grading.grader import Limits, find_submissions, grade_folder, grade_notebook, write_results
 from nst_lessons.grading.kernel import CELL_TIMEOUT, TOTAL_TIMEOUT
 from nst_lessons.grading.notebooks import NotebookError, stale_releases, write_releases
@@ -64,7 +66,16 @@ def add_grade_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--csv", type=Path, default=Path("grades.csv"), metavar="PATH", help="for a folder, the table of grades (default: %(default)s)"
     )
-    p.add_argument("--seed", type=int, default=HIDDEN_SEED, help="seed of the hidden test cases (default: %(default)s)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--hidden-cases",
+        type=Path,
+        metavar="FILE",
+        help=f"the instructor's hidden test cases, a JSON file {{\"seeds\": [...], \"extra\": {{exercise: [shape, ...]}}}} "
+        f"kept out of the students' copy (default: the file ${HIDDEN_CASES_ENV} names, else the cases shipped "
+        f"with the package, seed {HIDDEN_SEED}, which students can run too)",
+    )
+    which.add_argument("--seed", type=int, metavar="N", help="the shipped hidden shapes drawn with seed N instead")
     p.add_argument(
         "--cell-timeout", type=_seconds, default=CELL_TIMEOUT, metavar="S", help="seconds per notebook cell (default: %(default)g)"
     )
@@ -85,15 +96,22 @@ def run_grade(args: argparse.Namespace) -> int:
     path: Path = args.submission
     limits = Limits(cell=args.cell_timeout, notebook=args.timeout, step=args.answer_timeout)
     try:
+        if args.seed is not None:
+            hidden = hidden_cases_from_json({"seeds": [args.seed]}, "--seed")
+        else:
+            hidden = hidden_cases(args.hidden_cases)
+    except ValueError as error:
+        return _fail("grade", str(error))
+    try:
         if path.is_dir():
             if not find_submissions(path):
                 return _fail("grade", f"no notebooks (*.ipynb) under {path}")
             results = args.results or Path("results")
-            reports = [report for _, report in grade_folder(path, results, args.csv, seed=args.seed, limits=limits)]
+            reports = [report for _, report in grade_folder(path, results, args.csv, hidden=hidden, limits=limits)]
             wrote = f"wrote {len(reports)} results under {results}/ and the grades to {args.csv}"
         elif path.exists():
             results = args.results or Path("results.json")
-            reports = [grade_notebook(path, seed=args.seed, limits=limits)]
+            reports = [grade_notebook(path, hidden=hidden, limits=limits)]
             write_results(reports[0], results)
             wrote = f"wrote {results}"
         else:

@@ -29,7 +29,7 @@ from typing import Any
 
 from nbformat import NotebookNode
 
-from nst_lessons.grading.cases import EXERCISES, HIDDEN_SEED, make_cases
+from nst_lessons.grading.cases import EXERCISES, SHIPPED, HiddenCases
 from nst_lessons.grading.checks import PARTS, Verdict, judge
 from nst_lessons.grading.kernel import CELL_TIMEOUT, TOTAL_TIMEOUT, NotebookRun, run_notebook
 from nst_lessons.grading.notebooks import NotebookError, answer_cells, read_notebook, write_atomically
@@ -153,8 +153,10 @@ def _select_answers(nb: NotebookNode) -> tuple[list[tuple[str, str]], dict[str, 
     return cells, missing
 
 
-def grade_submission(data: bytes, submission: str, *, seed: int = HIDDEN_SEED, limits: Limits = Limits()) -> Report:
-    """Grade one notebook given as bytes; ``submission`` names it in the report."""
+def grade_submission(
+    data: bytes, submission: str, *, hidden: HiddenCases = SHIPPED, limits: Limits = Limits()
+) -> Report:
+    """Grade one notebook given as bytes, on the ``hidden`` cases; ``submission`` names it in the report."""
     start = time.monotonic()
     try:
         nb = read_notebook(data, submission)
@@ -164,7 +166,7 @@ def grade_submission(data: bytes, submission: str, *, seed: int = HIDDEN_SEED, l
     # The sandbox and the kernel are separate processes with nothing to share: run them side by side.
     with ThreadPoolExecutor(max_workers=1) as pool:
         answers = pool.submit(
-            run_answers, cells, [n for n in EXERCISES if n not in missing], seed=seed, step_timeout=limits.step
+            run_answers, cells, [n for n in EXERCISES if n not in missing], hidden=hidden, step_timeout=limits.step
         )
         notes = _run_notes(run_notebook(nb, cell_timeout=limits.cell, total_timeout=limits.notebook))
         sandbox = answers.result()
@@ -174,13 +176,13 @@ def grade_submission(data: bytes, submission: str, *, seed: int = HIDDEN_SEED, l
         outcome = missing.get(name) or sandbox.observations.get(name, "no results")
         if isinstance(outcome, str) and name in sandbox.cell_errors:
             outcome = f"{outcome} (its answer cell: {sandbox.cell_errors[name]})"
-        verdicts += judge(name, make_cases(name, hidden=True, seed=seed), outcome)
+        verdicts += judge(name, hidden.cases(name), outcome)
     return Report(submission, verdicts, notes, time.monotonic() - start)
 
 
-def grade_notebook(path: Path, *, seed: int = HIDDEN_SEED, limits: Limits = Limits()) -> Report:
+def grade_notebook(path: Path, *, hidden: HiddenCases = SHIPPED, limits: Limits = Limits()) -> Report:
     """Grade the notebook at ``path`` (read into memory first)."""
-    return grade_submission(path.read_bytes(), path.name, seed=seed, limits=limits)
+    return grade_submission(path.read_bytes(), path.name, hidden=hidden, limits=limits)
 
 
 def write_results(report: Report, path: Path) -> None:
@@ -206,13 +208,13 @@ def grades_csv(reports: Sequence[tuple[str, Report]]) -> str:
 
 
 def grade_folder(
-    folder: Path, results_dir: Path, csv_path: Path, *, seed: int = HIDDEN_SEED, limits: Limits = Limits()
+    folder: Path, results_dir: Path, csv_path: Path, *, hidden: HiddenCases = SHIPPED, limits: Limits = Limits()
 ) -> list[tuple[str, Report]]:
     """Grade every notebook under ``folder``: ``results_dir/<relative path>.json`` for each, and the
     CSV at ``csv_path``.  Every notebook is read before the first one runs and every file is
     written after the last one ran, so no submission can touch another's notebook or results."""
     submissions = {str(path.relative_to(folder)): path.read_bytes() for path in find_submissions(folder)}
-    reports = [(name, grade_submission(data, name, seed=seed, limits=limits)) for name, data in submissions.items()]
+    reports = [(name, grade_submission(data, name, hidden=hidden, limits=limits)) for name, data in submissions.items()]
     for name, report in reports:
         write_results(report, results_dir / Path(name).with_suffix(".json"))
     write_atomically(csv_path, grades_csv(reports))

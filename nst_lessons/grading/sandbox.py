@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import nst_lessons
+from nst_lessons.grading.cases import HiddenCases
 from nst_lessons.grading.observe import Observation, load_observations, read_file
 
 STEP_TIMEOUT = 10.0
@@ -84,13 +85,15 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
 
 
 def _run_worker(
-    cells: Sequence[tuple[str, str]], exercises: Sequence[str], seed: int, step_timeout: float, workdir: Path
+    cells: Sequence[tuple[str, str]], exercises: Sequence[str], hidden: HiddenCases, step_timeout: float, workdir: Path
 ) -> tuple[bool, int | None, str]:
     """Run one worker in ``workdir`` until it finishes, or a step exceeds ``step_timeout``.
 
     Returns (timed out, exit status or None when killed, last line of its stderr).
     """
-    request = json.dumps({"cells": [{"id": i, "source": s} for i, s in cells], "exercises": list(exercises), "seed": seed})
+    request = json.dumps(
+        {"cells": [{"id": i, "source": s} for i, s in cells], "exercises": list(exercises), "hidden": hidden.to_json()}
+    )
     steps = len(cells) + len(exercises)
     with open(workdir / "stderr", "wb") as stderr:
         process = subprocess.Popen(
@@ -142,11 +145,11 @@ def run_answers(
     cells: Sequence[tuple[str, str]],
     exercises: Sequence[str],
     *,
-    seed: int,
+    hidden: HiddenCases,
     step_timeout: float = STEP_TIMEOUT,
 ) -> SandboxResult:
     """Execute ``cells`` ((grade_id, source) pairs, in notebook order) in the sandbox and call each
-    exercise's function on its hidden cases (drawn from ``seed``)."""
+    exercise's function on its ``hidden`` cases."""
     result = SandboxResult()
     cells, pending = list(cells), list(exercises)
     for _ in range(len(cells) + len(exercises) + 1):  # every round settles a cell or an exercise
@@ -154,7 +157,7 @@ def run_answers(
             break
         with tempfile.TemporaryDirectory(prefix="nst-grade-", ignore_cleanup_errors=True) as tmp:
             workdir = Path(tmp)
-            timed_out, status, stderr = _run_worker(cells, pending, seed, step_timeout, workdir)
+            timed_out, status, stderr = _run_worker(cells, pending, hidden, step_timeout, workdir)
             try:
                 errors = json.loads(read_file(workdir / "cells.json", 2**20))
                 result.cell_errors.update({str(k): str(v)[:600] for k, v in errors.items()})

@@ -3,7 +3,8 @@
 Started by :mod:`nst_lessons.grading.sandbox` as ``python -m nst_lessons.grading.worker`` in an
 empty temporary directory, it reads a JSON request on stdin::
 
-    {"cells": [{"id": grade_id, "source": code}, ...], "exercises": [name, ...], "seed": int}
+    {"cells": [{"id": grade_id, "source": code}, ...], "exercises": [name, ...],
+     "hidden": {"seeds": [int, ...], "extra": {name: [shape, ...]}}}
 
 and reports through files in its working directory:
 
@@ -25,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nst_lessons.grading.cases import call, make_cases
+from nst_lessons.grading.cases import call, hidden_cases_from_json
 from nst_lessons.grading.observe import ANSWER_CELL_PREFIX, describe_error, observe, save_observations
 
 PREAMBLE = "import numpy as np\n"
@@ -34,6 +35,7 @@ PREAMBLE = "import numpy as np\n"
 
 def main() -> None:
     request = json.load(sys.stdin)
+    hidden = hidden_cases_from_json(request["hidden"], "from the grader")
     progress = open("progress", "a", buffering=1)  # line-buffered: each step is on disk before it runs
     namespace: dict[str, Any] = {"__name__": "__answers__"}
     exec(PREAMBLE, namespace)
@@ -56,7 +58,7 @@ def main() -> None:
         if not callable(fn):
             save_observations(Path(f"{name}.npz"), f"the answer cell '{name}' does not define the function {name}")
             continue
-        cases = make_cases(name, hidden=True, seed=request["seed"])
+        cases = hidden.cases(name)
         save_observations(
             Path(f"{name}.npz"), [observe(functools.partial(call, name, fn, case), case.args) for case in cases]
         )

@@ -1,0 +1,121 @@
+"""Spatial control (Gatys, Ecker, Bethge, Hertzmann & Shechtman 2017, §4): a different style in
+each region of the photo.
+
+Region r has a mask T_r on the content image and one on its style image, values in [0,1]
+(white = inside). At a style layer l the masks are carried down to the layer's H_l x W_l grid and
+weight the positions of the feature maps (the paper's guided Gram matrices, eq. 8); the region's
+Gram is divided by the region's area sum_k T_r^l[k] instead of by all M_l positions:
+
+    G_r^l = F^l diag(T_r^l) (F^l)^T * M_l / sum_k T_r^l[k]        (N_l x N_l)
+
+so a region asks for the same correlations per position as a whole image would: an all-ones mask
+gives exactly the unmasked Gram, and regions that partition the image have Grams whose
+area-weighted sum is the whole image's, sum_r (sum_k T_r^l[k] / M_l) G_r^l = G^l. (Each position
+is weighted by T, not T^2 as multiplying the feature maps by T would give; the two agree on binary
+masks.) The style loss sums over regions: L_style = sum_r sum_l w_l E_l,r.
+
+Carrying a mask down: the convolutions (3x3, padding 1) keep the grid, and at each of VGG-19's
+2x2 poolings the mask is *average*-pooled in the same 2x2 windows (cropping an odd last row or
+column, as the network does). Average pooling keeps the fraction of each window that lies in the
+region, so boundary positions get soft weights, and because it is linear, masks that partition
+the image (sum_r T_r = 1 everywhere) still partition every layer's grid: no position is counted
+twice or dropped. Max pooling would grow every region by a window at each pooling (positions near a
+boundary counted in both regions); nearest sampling would make the partition depend on which pixel
+of each window happens to be sampled.
+
+Masks: any image (converted to grey, 0-255 -> [0,1]) or a tensor / array (H,W), (1,H,W) or
+(1,1,H,W) in [0,1]. Grey values are soft weights (a binary mask is the usual case; values between
+0 and 1 weight a position partly, as at the boundaries above). A mask must have its image's aspect
+ratio (within a pixel) and is resized to the image's size; an all-black mask is refused.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as nnf
+from PIL import Image
+from torch import Tensor
+
+from nst_lessons.images import ImageError, ImageLike, _open
+from nst_lessons.vgg import LAYERS, resolve_layer
+
+
+def load_mask(mask: ImageLike, size: tuple[int, int], what: str = "mask") -> Tensor:
+    """A mask as a (1,1,H,W) float32 tensor in [0,1] at the image size ``size`` = (H, W).
+
+    Args:
+        mask: a path or PIL image (converted to grey), or a tensor / array (H,W), (1,H,W) or
+            (1,1,H,W) with values in [0,1].
+        size: the (H, W) of the image the mask belongs to.
+        what: how to name the mask in messages, e.g. ``"content mask 2"``.
+
+    Raises:
+        ImageError: unreadable, values outside [0,1], a different aspect ratio, or all zero.
+    """
+    if isinstance(mask, (Tensor, np.ndarray)):
+        m = torch.as_tensor(mask).detach().float().cpu()
+        if m.dim() not in (2, 3, 4) or math.prod(m.shape[:-2]) != 1:
+            raise ImageError(f"{what}: expected a single-channel mask (H,W) or (1,1,H,W), got {tuple(m.shape)}")
+        if not bool(((m >= 0) & (m <= 1)).all()):
+            raise ImageError(f"{what}: values must lie in [0,1]")
+        m = m.reshape(1, 1, *m.shape[-2:])
+    else:
+        im = mask if isinstance(mask, Image.Image) else _open(mask)
+        m = torch.from_numpy(np.asarray(im.convert("L"), dtype=np.float32) / 255.0)[None, None]
+    (mh, mw), (h, w) = m.shape[-2:], size
+    if abs(mh * w / mw - h) > 1:
+        raise ImageError(
+            f"{what} is {mw}x{mh} pixels but its image is {w}x{h}: the aspect ratios differ; "
+            "draw the mask on the image itself"
+        )
+    if (mh, mw) != (h, w):
+        m = nnf.interpolate(m, size=(h, w), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+    if not bool((m > 0).any()):
+        raise ImageError(f"{what} is empty (all black): its region would have no positions")
+    return m
+
+
+def layer_masks(mask: Tensor, layers: Iterable[str]) -> dict[str, Tensor]:
+    """A mask carried down VGG-19 to each named layer: average-pooled 2x2 at every pooling before it.
+
+    Args:
+        mask: (B,1,H,W), the image-sized mask.
+        layers: names from :data:`nst_lessons.vgg.LAYERS`.
+
+    Returns:
+        ``{name: T^l}``, each (B,1,H_l,W_l), the grid of that layer's feature maps.
+    """
+    wanted = {resolve_layer(name): name for name in layers}
+    out: dict[str, Tensor] = {}
+    m = mask
+    for i in range(max(wanted, default=-1) + 1):
+        if LAYERS[i].startswith("pool"):
+            m = nnf.avg_pool2d(m, 2, 2)
+        if i in wanted:
+            out[wanted[i]] = m
+    return out
+
+
+def area_weights(T: Tensor, what: str = "mask") -> Tensor:
+    """sqrt(T * M / sum T), M = H W: the multiplier that turns F into the region's features, so that
+    G(F ∘ area_weights(T)) = F diag(T) F^T * M / sum T. An all-ones T gives exactly ones.
+
+    Made once per run (the check reads a value back from the device).
+
+    Args:
+        T: (B,1,H,W), a mask carried down to a layer's grid (:func:`layer_masks`).
+
+    Returns:
+        (B,1,H,W).
+    """
+    area = T.sum()
+    if not bool(area > 0):
+        raise ImageError(f"{what} covers nothing of a {T.shape[-2]}x{T.shape[-1]} feature map; draw a larger region")
+    return (T * (T.shape[-2] * T.shape[-1] / area)).sqrt()
+
+
+__all__ = ["area_weights", "layer_masks", "load_mask"]

@@ -1,0 +1,224 @@
+"""The style targets A^l of a run, computed once: from one style, a weighted blend of several, or
+one style per masked region (Gatys et al. 2017, §4; see :mod:`nst_lessons.masks`).
+
+Several styles s = 1..S with blend weights b_s (normalised to sum 1) give
+
+    A^l = sum_s b_s A_s^l,        A_s^l = G(F_s^l) * M_l / M'_{s,l}
+
+each style at its own size M'_{s,l} = H'_l W'_l, rescaled to the generated image's M_l positions
+as :func:`nst_lessons.losses.gram_targets` does. A :class:`StyleTargets` can be computed once and
+passed to many runs (``style_transfer(..., style_targets=...)``), e.g. for a batch or a video.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from nst_lessons import losses, memory
+from nst_lessons.images import MIN_SIDE, ImageLike, load_image, to_tensor
+from nst_lessons.masks import area_weights, layer_masks, load_mask
+from nst_lessons.vgg import VGG19, resolve_layer
+
+STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+"""The paper's style layers "conv1_1" ... "conv5_1", read after their ReLUs, weighted 1/5 each."""
+
+
+def style_layer_weights(style_layers: Sequence[str] | Mapping[str, float]) -> dict[str, float]:
+    """``{name: w_l}``: names weighted 1/|L| each, or the mapping given, checked."""
+    if isinstance(style_layers, Mapping):
+        weights = {str(k): float(v) for k, v in style_layers.items()}
+    else:
+        weights = {name: 1.0 / len(style_layers) for name in style_layers} if style_layers else {}
+    for name, w in weights.items():
+        resolve_layer(name)
+        if not (w >= 0 and math.isfinite(w)):
+            raise ValueError(f"style layer weight for {name} must be a finite number >= 0, got {w}")
+    return weights
+
+
+def normalised_blend_weights(weights: Sequence[float] | None, count: int) -> list[float]:
+    """b_s normalised to sum 1 (default equal); a ``ValueError`` for a wrong count, a negative or
+    non-finite weight, or weights that sum to 0."""
+    if weights is None:
+        return [1.0 / count] * count
+    weights = [float(w) for w in weights]
+    if len(weights) != count:
+        raise ValueError(f"style_blend_weights has {len(weights)} weights for {count} style image(s)")
+    if not all(w >= 0 and math.isfinite(w) for w in weights) or sum(weights) <= 0:
+        raise ValueError(f"style_blend_weights must be finite numbers >= 0, not all 0, got {weights}")
+    total = sum(weights)
+    return [w / total for w in weights]
+
+
+def style_long_side(size: tuple[int, int], style_size: int | None, style_scale: float | None) -> int:
+    """The styles' long side: ``style_size`` px, or ``style_scale`` times the output's long side
+    (jcjohnson's ``-style_scale``), or the output's long side. ``size`` = (H, W) of the output."""
+    if style_size is not None and style_scale is not None:
+        raise ValueError("give style_size or style_scale, not both")
+    if style_scale is None:
+        return style_size or max(size)
+    if not (style_scale > 0 and math.isfinite(style_scale)):
+        raise ValueError(f"style_scale must be a finite number > 0, got {style_scale}")
+    long_side = round(style_scale * max(size))
+    if long_side < MIN_SIDE:
+        raise ValueError(f"style_scale {style_scale} makes the style {long_side} px; at least {MIN_SIDE} px is needed")
+    return long_side
+
+
+def features(
+    model: VGG19, image: Tensor, layers: Sequence[str], precision: str = "fp32", channels_last: bool = False
+) -> dict[str, Tensor]:
+    """``model.extract(image, layers)`` in a run's precision and memory format, with the feature maps
+    in the image's dtype. Image: (B,3,H,W) in [0,1]; returns ``{name: F}``, F (B,N_l,H_l,W_l).
+
+    ``precision="bf16"`` runs the network under bf16 autocast; ``channels_last`` hands it a
+    channels-last image (the model's own layout is the caller's to choose)."""
+    if channels_last:
+        image = image.contiguous(memory_format=torch.channels_last)
+    autocast = (  # no cast cache: a CUDA graph capture must not keep casts past the region
+        torch.autocast(image.device.type, torch.bfloat16, cache_enabled=False)
+        if precision == "bf16"
+        else contextlib.nullcontext()
+    )
+    with autocast:
+        out = model.extract(image, layers)
+    return {name: F.to(image.dtype) for name, F in out.items()}
+
+
+@dataclass
+class Region:
+    """One masked region: its targets A_r^l (1,N_l,N_l) and the content-side multipliers
+    (:func:`masks.area_weights`) of its mask at each style layer of the output, (1,1,H_l,W_l)."""
+
+    A: dict[str, Tensor]
+    weights: dict[str, Tensor]
+
+
+@dataclass
+class StyleTargets:
+    """The per-layer style targets of a run at an output size.
+
+    Attributes:
+        layers: ``{name: w_l}``.
+        size: the output's (H, W) the targets are scaled to.
+        A: ``{name: A^l}``, each (1,N_l,N_l): the (blended) targets; empty with ``regions``.
+        regions: with masks, one :class:`Region` per region; else ``None``.
+    """
+
+    layers: dict[str, float]
+    size: tuple[int, int]
+    A: dict[str, Tensor]
+    regions: list[Region] | None = None
+
+    @classmethod
+    def from_tensors(
+        cls,
+        model: VGG19,
+        styles: Sequence[Tensor],
+        *,
+        style_layers: Sequence[str] | Mapping[str, float] = STYLE_LAYERS,
+        size: tuple[int, int],
+        blend_weights: Sequence[float] | None = None,
+        masks: Sequence[tuple[Tensor, Tensor]] | None = None,
+        precision: str = "fp32",
+        channels_last: bool = False,
+    ) -> StyleTargets:
+        """Targets from style tensors (1,3,H'_s,W'_s) in [0,1], on the model's device, for an output
+        of ``size`` = (H, W). ``masks``: one (content mask (1,1,H,W), style mask (1,1,H'_r,W'_r))
+        pair per region, region r taking ``styles[r]``; ``blend_weights`` do not apply then."""
+        layers = style_layer_weights(style_layers)
+        names = list(layers)
+        positions = {n: math.prod(memory.layer_shapes(*size, n)[-1][2:]) for n in names}
+        with torch.no_grad():
+            F_s = [features(model, s, names, precision, channels_last) for s in styles]
+            if masks is None:
+                b = normalised_blend_weights(blend_weights, len(styles))
+                per_style = [losses.gram_targets(F, names, positions) for F in F_s]
+                if len(per_style) == 1:  # exactly the single-style targets, not 1.0 * A
+                    return cls(layers, tuple(size), per_style[0])
+                A = {n: sum((w * A_s[n] for w, A_s in zip(b[1:], per_style[1:])), b[0] * per_style[0][n]) for n in names}
+                return cls(layers, tuple(size), A)
+            if blend_weights is not None:
+                raise ValueError("style_blend_weights do not apply with masks: each region has its own style")
+            if len(masks) != len(styles):
+                raise ValueError(f"{len(masks)} mask pair(s) for {len(styles)} style image(s): give one style per region")
+            regions = []
+            for r, ((content_mask, style_mask), F) in enumerate(zip(masks, F_s), start=1):
+                T_style = layer_masks(style_mask.to(F[names[0]]), names) if names else {}
+                T_content = layer_masks(content_mask.to(F[names[0]]), names) if names else {}
+                masked = {n: F[n] * area_weights(T_style[n], f"style mask {r}") for n in names}
+                weights = {n: area_weights(T_content[n], f"content mask {r}") for n in names}
+                regions.append(Region(losses.gram_targets(masked, names, positions), weights))
+            return cls(layers, tuple(size), {}, regions)
+
+    @classmethod
+    def compute(
+        cls,
+        model: VGG19,
+        styles: ImageLike | Sequence[ImageLike],
+        *,
+        style_layers: Sequence[str] | Mapping[str, float] = STYLE_LAYERS,
+        size: tuple[int, int],
+        style_size: int | None = None,
+        style_scale: float | None = None,
+        blend_weights: Sequence[float] | None = None,
+        masks: Sequence[tuple[ImageLike, ImageLike]] | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+        precision: str = "fp32",
+    ) -> StyleTargets:
+        """Load the style image(s) at their long side (:func:`style_long_side`) and their masks,
+        and compute the targets for an output of ``size`` = (H, W) (:meth:`from_tensors`)."""
+        images = [load_image(s, style_long_side(size, style_size, style_scale)) for s in as_list(styles)]
+        device = next(model.parameters()).device if device is None else torch.device(device)
+        tensors = [to_tensor(im, device, dtype) for im in images]
+        pairs = None if masks is None else load_masks(masks, size, [im.size[::-1] for im in images])
+        return cls.from_tensors(
+            model, tensors, style_layers=style_layers, size=size, blend_weights=blend_weights, masks=pairs, precision=precision
+        )
+
+    def at(self, size: tuple[int, int]) -> StyleTargets:
+        """The same targets for an output of ``size`` = (H, W): each A^l rescaled by the ratio of
+        the layer's positions M_l (exact when ``size`` is unchanged). Masked targets belong to one
+        content image and cannot be moved."""
+        if tuple(size) == self.size:
+            return self
+        if self.regions is not None:
+            raise ValueError(f"masked style targets were made for a {self.size[1]}x{self.size[0]} output, not {size[1]}x{size[0]}")
+        ratio = {
+            n: math.prod(memory.layer_shapes(*size, n)[-1][2:]) / math.prod(memory.layer_shapes(*self.size, n)[-1][2:])
+            for n in self.layers
+        }
+        return StyleTargets(self.layers, tuple(size), {n: A * ratio[n] for n, A in self.A.items()})
+
+
+def load_masks(
+    masks: Sequence[tuple[ImageLike, ImageLike]], size: tuple[int, int], style_sizes: Sequence[tuple[int, int]]
+) -> list[tuple[Tensor, Tensor]]:
+    """One (content mask (1,1,H,W), style mask (1,1,H'_r,W'_r)) pair per region, checked and resized
+    (:func:`nst_lessons.masks.load_mask`): ``size`` is the output's (H, W), ``style_sizes`` the
+    styles' (H'_r, W'_r), one style per region."""
+    if len(masks) != len(style_sizes):
+        raise ValueError(f"{len(masks)} mask pair(s) for {len(style_sizes)} style image(s): give one style per region")
+    return [
+        (load_mask(c, size, f"content mask {r}"), load_mask(s, style_size, f"style mask {r}"))
+        for r, ((c, s), style_size) in enumerate(zip(masks, style_sizes), start=1)
+    ]
+
+
+def as_list(styles: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
+    """One style or several: a path, image or tensor is one; a list or tuple is several."""
+    if isinstance(styles, (list, tuple)):
+        if not styles:
+            raise ValueError("no style image given")
+        return list(styles)
+    return [styles]
+
+
+__all__ = ["STYLE_LAYERS", "Region", "StyleTargets", "as_list", "load_masks", "normalised_blend_weights", "features", "style_layer_weights", "style_long_side"]
