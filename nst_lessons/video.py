@@ -69,6 +69,7 @@ from nst_lessons import memory
 from nst_lessons.data import resolve_image
 from nst_lessons.files import atomic_path
 from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, load_image, to_tensor
+from nst_lessons.targets import StyleTargets
 from nst_lessons.transfer import CONTENT_LAYERS, PRECISIONS, STYLE_LAYERS, TransferResult, memory_model, style_transfer
 from nst_lessons.vgg import POOLING, VGG19, default_device, load_vgg19
 
@@ -222,7 +223,8 @@ class Frame:
     result: TransferResult
 
 
-_OWN_OPTIONS = ("init", "temporal", "temporal_weight", "size", "weights", "progress", "check_memory", "callback")
+_OWN_OPTIONS = ("init", "temporal", "temporal_weight", "size", "weights", "progress", "check_memory", "callback",
+                "style_targets", "style_scale", "style_blend_weights", "masks")  # fmt: skip
 
 
 def default_temporal_weight(model: VGG19) -> float:
@@ -247,12 +249,14 @@ def stylise_frames(
 ) -> Iterator[Frame]:
     """Stylise frames one after another, each tied to the last by Ruder et al.'s temporal loss.
 
-    VGG-19 is loaded once for all frames. Ctrl-C during a frame raises ``KeyboardInterrupt`` after
-    the frames already yielded (the interrupted frame is dropped).
+    VGG-19 is loaded once for all frames, and the style targets A^l are computed once
+    (:class:`~nst_lessons.targets.StyleTargets`; per frame only with ``preserve_color``
+    "luminance" or "histogram", which match the style to each photo). Ctrl-C during a frame raises
+    ``KeyboardInterrupt`` after the frames already yielded (the interrupted frame is dropped).
 
     Args:
         frames: the input frames, (H,W,3) uint8 or float in [0,1] arrays or PIL images, all one size.
-        style: the style image.
+        style: the style image (one; no masks or blends).
         size: the output's long side, or its (width, height); ``None`` keeps the frames' size.
         temporal_weight: λ; ``None`` takes :func:`default_temporal_weight`; 0 is plain
             frame-by-frame transfer.
@@ -274,7 +278,9 @@ def stylise_frames(
     if not (lam >= 0 and math.isfinite(lam)):
         raise ValueError(f"temporal_weight must be a finite number >= 0, got {lam}")
     warm = lam > 0 if warm_start is None else warm_start
+    shared = options.get("preserve_color") not in ("luminance", "histogram")  # those match the style to each frame
     style_image: Image.Image | None = None
+    targets: StyleTargets | None = None
     previous: tuple[np.ndarray, np.ndarray] | None = None  # (input frame, output frame) i-1
     for frame in frames:
         content_im = load_image(frame)
@@ -283,6 +289,12 @@ def stylise_frames(
             content_im = content_im if content_im.size == wh else content_im.resize(wh, Image.Resampling.LANCZOS)
         if style_image is None:
             style_image = load_image(style, style_size or max(content_im.size))
+            if shared:  # the Grams A^l once for all frames (they are all one size)
+                targets = StyleTargets.compute(
+                    model, style_image, style_layers=options.get("style_layers", STYLE_LAYERS),  # type: ignore[arg-type]
+                    size=(content_im.height, content_im.width), style_size=max(style_image.size),
+                    dtype=options.get("dtype", torch.float32), precision=options.get("precision", "fp32"),  # type: ignore[arg-type]
+                )  # fmt: skip
         p = np.asarray(content_im, dtype=np.float32) / 255.0
         if previous is not None and previous[0].shape != p.shape:
             raise VideoError(f"frames differ in size: {previous[0].shape[1::-1]} and then {p.shape[1::-1]}")
@@ -297,8 +309,9 @@ def stylise_frames(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = style_transfer(
-                content_im, style_image, size=None, style_size=max(style_image.size), init=init, weights=model, temporal=temporal if lam > 0 else None,
-                temporal_weight=lam, check_memory=False, progress=False, **options,  # type: ignore[arg-type]
+                content_im, style_image, size=None, style_size=None if targets else max(style_image.size), style_targets=targets,
+                init=init, weights=model, temporal=temporal if lam > 0 else None, temporal_weight=lam, check_memory=False,
+                progress=False, **options,  # type: ignore[arg-type]
             )  # fmt: skip
         if result.stopped is not None and result.stopped.startswith("interrupted"):
             raise KeyboardInterrupt
