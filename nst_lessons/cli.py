@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 from nst_lessons import __version__
 from nst_lessons.batch import is_batch_output, run_batch_command

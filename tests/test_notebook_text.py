@@ -25,6 +25,7 @@ NOTEBOOKS = sorted(p for p in NOTEBOOKS_DIR.rglob("*.ipynb") if ".ipynb_checkpoi
 MATHJAX_TO_MATHTEXT: tuple[tuple[str, str], ...] = (
     (r"\\[dt]?frac\s*([0-9A-Za-z])([0-9A-Za-z])", r"\\frac{\1}{\2}"),  # \frac12 -> \frac{1}{2}
     (r"\\[dt]frac(?![A-Za-z])", r"\\frac"),
+    (r"\\sqrt\s*([0-9A-Za-z])", r"\\sqrt{\1}"),  # \sqrt2 -> \sqrt{2}
     (r"\\le(?![A-Za-z])", r"\\leq"),
     (r"\\ge(?![A-Za-z])", r"\\geq"),
     (r"\\[lr]Vert(?![A-Za-z])", r"\\Vert"),
