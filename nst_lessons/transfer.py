@@ -96,7 +96,11 @@ class TransferResult:
     """What :func:`style_transfer` returns.
 
     Attributes:
-        image: the best image seen (lowest total loss), RGB PIL image.
+        image: the best image seen (lowest total loss), RGB PIL image; with
+            ``normalize_gradients``, the last image evaluated (whose loss is ``history[-1]``), as in
+            jcjohnson/neural-style: L-BFGS then follows the normalised gradients, which are not the
+            gradient of the recorded total, so that total need not fall and its minimum is
+            often the starting image.
         tensor: the same, (1,3,H,W) in [0,1], on the CPU.
         history: one dict per objective evaluation: ``total``, ``content``, ``style``, ``tv``,
             ``temporal`` (each already multiplied by its weight alpha, beta, gamma, lambda; 0 for a
@@ -354,10 +358,14 @@ def backend_flags(precision: str, device: torch.device, autotune: bool = True) -
 
 
 class Tracker:
-    """Every evaluation's ``[total, content, style, tv, temporal]`` and the best image so far, kept on the
-    device and updated in place (so a CUDA graph can do it): reading them is the only host sync."""
+    """Every evaluation's ``[total, content, style, tv, temporal]`` and the image to return, kept on the
+    device and updated in place (so a CUDA graph can do it): reading them is the only host sync.
 
-    def __init__(self, x: Tensor, evaluations: int) -> None:
+    ``best_x`` is the image with the lowest total so far, or with ``keep_last`` the last image whose
+    total was finite (for ``normalize_gradients``, where the optimiser does not reduce the total)."""
+
+    def __init__(self, x: Tensor, evaluations: int, keep_last: bool = False) -> None:
+        self.keep_last = keep_last
         self.records = x.detach().new_zeros(evaluations, 5)
         self.count = torch.zeros(1, dtype=torch.long, device=x.device)
         self.best_loss = torch.full((), math.inf, dtype=x.dtype, device=x.device)
@@ -367,7 +375,7 @@ class Tracker:
     def add(self, record: Tensor, x: Tensor) -> None:
         self.records.index_copy_(0, self.count, record.unsqueeze(0))
         self.count += 1
-        better = record[0] < self.best_loss  # NaN never compares smaller
+        better = torch.isfinite(record[0]) if self.keep_last else record[0] < self.best_loss  # NaN never compares smaller
         self.best_loss.copy_(torch.where(better, record[0], self.best_loss))
         self.best_x.copy_(torch.where(better, x, self.best_x))
 
@@ -499,7 +507,8 @@ class Loop:
             stopped = f"interrupted after {self.done} iterations"
             warnings.warn(f"{stopped}; returning the best image so far", RuntimeWarning, stacklevel=3)
         self.seconds = time.perf_counter() - start
-        bar.set_postfix_str(f"best loss {float(self.tracker.best_loss):.4g}", refresh=False)
+        kept = "last" if self.tracker.keep_last else "best"
+        bar.set_postfix_str(f"{kept} loss {float(self.tracker.best_loss):.4g}", refresh=False)
         bar.close()
         return stopped
 
@@ -678,8 +687,9 @@ def style_transfer(
         progress: draw a tqdm progress bar on stderr.
 
     Returns:
-        A :class:`TransferResult` holding the best image seen. A non-finite loss or Ctrl-C ends the
-        run early with a warning, still returning the best image so far.
+        A :class:`TransferResult` holding the best image seen (with ``normalize_gradients``, the last
+        one evaluated). A non-finite loss or Ctrl-C ends the run early with a warning, still
+        returning the best (or last finite) image so far.
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; expected {', '.join(OPTIMIZERS)}")
@@ -742,7 +752,7 @@ def style_transfer(
             temporal=frame, temporal_weight=temporal_weight, normalize_gradients=normalize_gradients,
         )  # fmt: skip
         x = _initial_image(init, p, to_pil(style_tensors[0]), seed).requires_grad_(True)
-        tracker = Tracker(x, iterations)
+        tracker = Tracker(x, iterations, keep_last=normalize_gradients)
         iterate = iteration(objective, x, tracker, optimizer, history_size, learning_rate)
         if cuda_graphs and device.type == "cuda":
             iterate = CudaGraph(iterate)

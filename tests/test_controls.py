@@ -195,7 +195,15 @@ def test_normalised_gradients_have_unit_l1_norm_per_term_times_its_weight(random
     assert grads["relu1_1"].abs().sum().item() == pytest.approx(100.0 * 0.5, rel=1e-4)
     assert torch.equal(normalised(x), plain(x))  # the losses are unchanged; only the step direction differs
     assert transfer.NORMALIZED_LOSS_WEIGHTS == (5.0, 100.0, 1e-3)
-    assert run(random_model, example_path("strokes"), normalize_gradients=True).settings["style_weight"] == 100.0
+
+
+def test_normalised_gradients_return_the_last_image_evaluated(random_model, photo) -> None:  # noqa: ANN001
+    seen: list[torch.Tensor] = []  # x after each iteration's update: seen[i - 1] is evaluated at iteration i + 1
+    result = run(random_model, example_path("strokes"), iterations=6, normalize_gradients=True,
+                 callback=lambda state: seen.append(state.image.clone()))  # fmt: skip
+    assert result.settings["style_weight"] == 100.0
+    assert not torch.equal(result.tensor, photo)  # not the starting image, whatever the recorded totals
+    assert torch.equal(result.tensor, seen[-2].clamp(0, 1))
 
 
 def test_snapshots_are_the_image_at_every_nth_iteration(random_model, tmp_path) -> None:  # noqa: ANN001
