@@ -227,6 +227,23 @@ def _masks(args: argparse.Namespace, styles: int) -> list[tuple[Path, Path]] | N
     return list(zip(content_masks, style_masks))
 
 
+def _style_images(texts: Sequence[str]) -> list[Path]:
+    """The style images named by the STYLE arguments, each one image or several comma-separated. A
+    file name may itself hold commas: the shortest run of comma-separated pieces that is a file or an
+    example name is taken as one image ("van gogh, 1889.png,waves" is two)."""
+    styles: list[Path] = []
+    for text in texts:
+        parts, start = text.split(","), 0
+        for end in range(1, len(parts) + 1):
+            name = ",".join(parts[start:end]).strip()
+            if not name or Path(name).is_file() or name in EXAMPLES:
+                styles += [resolve_image(name)] if name else []
+                start = end
+        if start < len(parts):  # no run of the rest names an image: report its first piece
+            resolve_image(parts[start].strip())
+    return styles
+
+
 def _run_transfer(args: argparse.Namespace) -> int:
     batch = is_batch_output(args.output)
     if len(args.images) < 2:
@@ -234,7 +251,7 @@ def _run_transfer(args: argparse.Namespace) -> int:
     if batch and (args.history is not None or args.content_mask or args.style_mask or args.save_every):
         raise UsageError("nst-lessons transfer: error: --history, masks and --save-every are for one image, not a batch")
     style_names = args.images[-1:] if batch else args.images[1:]
-    styles = [resolve_image(name.strip()) for text in style_names for name in text.split(",") if name.strip()]
+    styles = _style_images(style_names)
     if not batch:
         content = resolve_image(args.images[0])
         _check_output(args.output, "image")

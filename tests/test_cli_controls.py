@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from nst_lessons.cli import main
+from nst_lessons.data import example_path
 
 pytestmark = [pytest.mark.filterwarnings("ignore::nst_lessons.vgg.RandomWeightsWarning"), pytest.mark.usefixtures("one_thread")]
 
@@ -60,6 +61,13 @@ def test_snapshots_and_printed_terms(folder: Path, capsys: pytest.CaptureFixture
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("iteration 3/4: total ") and " content " in out[0] and " style " in out[0] and " tv " in out[0]
     assert out[1].startswith("wrote out.png")
+
+
+def test_a_style_file_name_with_a_comma_is_one_image(folder: Path) -> None:
+    Image.open(example_path("strokes")).save(folder / "van gogh, 1889.png")
+    assert main(["transfer", "grace_hopper", "van gogh, 1889.png", "-o", "out.png", *FAST]) == 0
+    assert main(["transfer", "grace_hopper", "van gogh, 1889.png,waves", "-o", "two.png", "--history", "h.json", *FAST]) == 0
+    assert json.loads((folder / "h.json").read_text())["settings"]["styles"] == 2  # not a file: split at the commas
 
 
 BAD = [
