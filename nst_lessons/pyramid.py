@@ -73,7 +73,9 @@ def pyramid_transfer(
         levels: ``[(size, iterations), ...]``, sizes growing, e.g. ``[(512, 500), (1024, 200)]``.
         style_size: the style image's long side at the last level (default: that level's size);
             earlier levels scale it down in proportion.
-        init: the first level's starting image; later levels start from the previous result.
+        init: the first level's starting image; later levels start from the previous result as
+            optimised (:attr:`~nst_lessons.transfer.TransferResult.raw`: before ``preserve_color``
+            puts the photo's chroma back, which is done once, to the last level's result).
         weights, pooling, device, seed: as for ``style_transfer``; the model is loaded once.
         check_memory: check first that the *last* level fits (see :mod:`nst_lessons.memory`), so
             that a run too big is refused before the small levels have spent their time.
@@ -104,7 +106,7 @@ def pyramid_transfer(
         result = style_transfer(
             content, style, size=size, iterations=iterations, weights=model, seed=seed,
             style_size=round(style_size * size / final_size) if style_size else None,
-            init=init if result is None else result.tensor, check_memory=check_memory, **options,
+            init=init if result is None else result.raw, check_memory=check_memory, **options,
         )  # fmt: skip
         summary.append({"size": size, "iterations": result.iterations, "seconds": result.seconds, "best_loss": result.best_loss})
         if result.stopped is not None:

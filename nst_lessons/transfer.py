@@ -109,6 +109,9 @@ class TransferResult:
         seconds: wall time of the optimisation (targets and model loading excluded).
         stopped: ``None`` if all iterations ran, else why the run stopped early.
         settings: the resolved arguments, for reproducibility.
+        raw: the image as optimised, before the colour post-processing of ``preserve_color``
+            (``"yuv"``, ``"luminance"``: the chroma put back), (1,3,H,W) in [0,1] on the CPU;
+            ``tensor`` itself without it. A pyramid starts its next level from this.
     """
 
     image: Image.Image
@@ -118,6 +121,7 @@ class TransferResult:
     seconds: float
     stopped: str | None = None
     settings: dict[str, object] = field(default_factory=dict)
+    raw: Tensor | None = None
 
     @property
     def best_loss(self) -> float:
@@ -769,7 +773,8 @@ def style_transfer(
             return None
 
         stopped = loop.run(lambda i: callback is not None or any(i % n == 0 for n in every), on_sync)
-        best = finish(tracker.best_x.clamp(0, 1)).cpu()
+        raw = tracker.best_x.clamp(0, 1)
+        best = finish(raw).cpu()
     settings = {
         "size": size, "iterations": iterations, "optimizer": optimizer, "content_layers": list(content_layers),
         "style_layers": layer_weights, "content_weight": alpha, "style_weight": beta, "tv_weight": gamma,
@@ -782,7 +787,7 @@ def style_transfer(
         "regions": 0 if masks is None else len(masks), "preserve_color": preserve_color,
         "normalize_gradients": normalize_gradients, "style_targets": "given" if style_targets is not None else "computed",
     }  # fmt: skip
-    return TransferResult(to_pil(best), best, loop.history(), loop.done, loop.seconds, stopped, settings)
+    return TransferResult(to_pil(best), best, loop.history(), loop.done, loop.seconds, stopped, settings, raw.cpu())
 
 
 def memory_model(

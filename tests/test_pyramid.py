@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nst_lessons import memory, pyramid, transfer
+from nst_lessons import color, memory, pyramid, transfer
 from nst_lessons.data import example_path
 from nst_lessons.images import load_image, to_tensor
 from nst_lessons.memory import InsufficientMemoryError
@@ -38,6 +38,22 @@ def test_each_level_starts_from_the_last(monkeypatch: pytest.MonkeyPatch) -> Non
     # than a run at 128 px from the photo does.
     plain = style_transfer(CONTENT, STYLE, size=96, style_size=64, iterations=1, **OPTIONS)
     assert result.history[0]["style"] < 0.75 * plain.history[0]["style"]
+
+
+@pytest.mark.parametrize("mode", ["yuv", "luminance"])
+def test_colour_post_processing_is_applied_once_to_the_last_level(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    levels = [(40, 3), (48, 1)]
+    calls: list[tuple[object, transfer.TransferResult]] = []
+    run = pyramid.style_transfer
+    monkeypatch.setattr(pyramid, "style_transfer", lambda *a, **k: calls.append((k["init"], run(*a, **k))) or calls[-1][1])
+    result = pyramid_transfer(CONTENT, STYLE, levels, preserve_color=mode, **OPTIONS)
+    first = calls[0][1]
+    assert calls[1][0] is first.raw and not torch.equal(first.raw, first.tensor)  # not the recoloured image
+    photo = to_tensor(load_image(CONTENT, 48))
+    torch.testing.assert_close(result.tensor, color.finish(mode, result.raw, photo), rtol=0, atol=0)
+    if mode == "yuv":  # only post-processing: exactly the plain pyramid, recoloured
+        plain = pyramid_transfer(CONTENT, STYLE, levels, **OPTIONS)
+        torch.testing.assert_close(result.tensor, color.finish("yuv", plain.tensor, photo), rtol=0, atol=0)
 
 
 def test_a_tensor_init_is_resized_in_float_not_rounded() -> None:
