@@ -24,14 +24,22 @@ boundary counted in both regions); nearest sampling would make the partition dep
 of each window happens to be sampled.
 
 Masks: any image (converted to grey, 0-255 -> [0,1]) or a tensor / array (H,W), (1,H,W) or
-(1,1,H,W) in [0,1]. Grey values are soft weights (a binary mask is the usual case; values between
-0 and 1 weight a position partly, as at the boundaries above). A mask must have its image's aspect
-ratio (within a pixel) and is resized to the image's size; an all-black mask is refused.
+(1,1,H,W) in [0,1]. Grey values are soft weights *relative to the rest of the same mask* (a binary
+mask is the usual case; values between 0 and 1 weight a position partly, as at the boundaries
+above). Because each Gram is divided by its mask's area, any overall scale of a mask cancels: a
+uniform 0.5 mask is the same as an all-white one, and a mask drawn at 1/255 gets the full style
+weight, not a faint one (:func:`load_mask` warns when a mask's brightest value is below
+:data:`FAINT`); to weaken a region's style, lower ``style_weight`` or blend styles instead. Where no
+content mask covers a pixel, that pixel has no style loss at all (only the content and TV terms
+shape it); masks that should cover the whole photo must add up to 1 there. A mask must have its
+image's aspect ratio (within a pixel) and is resized to the image's size; an all-black mask is
+refused.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable
 
 import numpy as np
@@ -42,6 +50,10 @@ from torch import Tensor
 
 from nst_lessons.images import ImageError, ImageLike, _open
 from nst_lessons.vgg import LAYERS, resolve_layer
+
+
+FAINT = 0.5
+"""A mask whose brightest value is below this gets a warning: its scale cancels (see above)."""
 
 
 def load_mask(mask: ImageLike, size: tuple[int, int], what: str = "mask") -> Tensor:
@@ -55,6 +67,10 @@ def load_mask(mask: ImageLike, size: tuple[int, int], what: str = "mask") -> Ten
 
     Raises:
         ImageError: unreadable, values outside [0,1], a different aspect ratio, or all zero.
+
+    Warns:
+        UserWarning: the mask's brightest value is below :data:`FAINT` (it still acts at full
+            strength: only its relative grey levels count).
     """
     if isinstance(mask, (Tensor, np.ndarray)):
         m = torch.as_tensor(mask).detach().float().cpu()
@@ -76,6 +92,12 @@ def load_mask(mask: ImageLike, size: tuple[int, int], what: str = "mask") -> Ten
         m = nnf.interpolate(m, size=(h, w), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
     if not bool((m > 0).any()):
         raise ImageError(f"{what} is empty (all black): its region would have no positions")
+    if (brightest := float(m.max())) < FAINT:
+        warnings.warn(
+            f"{what} is at most {brightest:.3g}: a mask is divided by its area, so its region still gets "
+            "the full style weight (only relative grey levels count)",
+            stacklevel=2,
+        )
     return m
 
 
@@ -118,4 +140,4 @@ def area_weights(T: Tensor, what: str = "mask") -> Tensor:
     return (T * (T.shape[-2] * T.shape[-1] / area)).sqrt()
 
 
-__all__ = ["area_weights", "layer_masks", "load_mask"]
+__all__ = ["FAINT", "area_weights", "layer_masks", "load_mask"]

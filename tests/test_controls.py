@@ -4,6 +4,8 @@ printing, colour preservation wired through, and the package's face."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -147,6 +149,22 @@ def test_grey_masks_are_soft_weights_and_a_mask_is_resized_to_its_image() -> Non
     m = load_mask(half, SIZE)
     assert m.shape == (1, 1, *SIZE) and torch.allclose(m, torch.full_like(m, 0.5))
     assert torch.equal(area_weights(torch.ones(1, 1, 5, 7)), torch.ones(1, 1, 5, 7))
+
+
+def test_a_masks_overall_scale_cancels_and_a_faint_mask_is_warned_about(random_model, photo, paintings) -> None:  # noqa: ANN001
+    x = (photo + 0.05 * torch.rand(photo.shape, generator=torch.Generator().manual_seed(2))).requires_grad_(True)
+    with pytest.warns(UserWarning, match="content mask 1 is at most 0.00392: .* full style weight"):
+        faint = load_mask(torch.full(SIZE, 1 / 255), SIZE, "content mask 1")
+    ones = torch.ones(1, 1, *SIZE)
+
+    def loss(T: torch.Tensor) -> torch.Tensor:
+        targets = StyleTargets.from_tensors(random_model, paintings[:1], size=SIZE, masks=[(T, torch.ones(1, 1, 48, 48))])
+        return Objective(random_model, photo, targets, [], LAYERS, 1.0, 1.0, 0.0)(x)
+
+    torch.testing.assert_close(loss(faint), loss(ones))  # as strong as a white mask
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_mask(torch.full(SIZE, 0.5), SIZE)  # not faint: no warning
 
 
 def test_masks_must_match_the_styles_and_exclude_blend_weights(random_model) -> None:  # noqa: ANN001
