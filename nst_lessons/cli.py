@@ -214,15 +214,16 @@ def _check_output(path: Path, kind: str) -> None:
         raise ImageError(f"cannot write {path}: {'it is a directory' if path.is_dir() else 'no such folder'}")
 
 
-def _masks(args: argparse.Namespace, styles: int) -> list[tuple[Path, Path]] | None:
-    """The (content mask, style mask) pairs, one per region and style, or ``None``."""
+def _masks(args: argparse.Namespace) -> list[tuple[Path, Path]] | None:
+    """The (content mask, style mask) pairs, one per region, or ``None`` (style_transfer checks that
+    there is one style per region)."""
     content_masks, style_masks = args.content_mask or [], args.style_mask or []
     if not content_masks and not style_masks:
         return None
-    if len(content_masks) != len(style_masks) or len(content_masks) != styles:
+    if len(content_masks) != len(style_masks):
         raise UsageError(
-            f"nst-lessons transfer: error: {len(content_masks)} --content-mask, {len(style_masks)} --style-mask and "
-            f"{styles} style image(s): give one of each per region (see --help)"
+            f"nst-lessons transfer: error: {len(content_masks)} --content-mask and {len(style_masks)} --style-mask: "
+            "give one of each per region (see --help)"
         )
     return list(zip(content_masks, style_masks))
 
@@ -255,7 +256,7 @@ def _run_transfer(args: argparse.Namespace) -> int:
     if not batch:
         content = resolve_image(args.images[0])
         _check_output(args.output, "image")
-    masks = None if batch else _masks(args, len(styles))
+    masks = None if batch else _masks(args)
     if args.history is not None:
         _check_output(args.history, "json")
     levels = parse_levels(args.pyramid) if args.pyramid is not None else None

@@ -122,6 +122,13 @@ def layer_masks(mask: Tensor, layers: Iterable[str]) -> dict[str, Tensor]:
     return out
 
 
+def check_covers(T: Tensor, what: str = "mask") -> None:
+    """An ``ImageError`` if the carried-down mask T (B,1,H,W) has no weight left: the region is too
+    small (or only in a row or column the poolings crop) to reach that layer."""
+    if not bool(T.sum() > 0):
+        raise ImageError(f"{what} covers nothing of a {T.shape[-2]}x{T.shape[-1]} feature map; draw a larger region")
+
+
 def area_weights(T: Tensor, what: str = "mask") -> Tensor:
     """sqrt(T * M / sum T), M = H W: the multiplier that turns F into the region's features, so that
     G(F ∘ area_weights(T)) = F diag(T) F^T * M / sum T. An all-ones T gives exactly ones.
@@ -134,10 +141,8 @@ def area_weights(T: Tensor, what: str = "mask") -> Tensor:
     Returns:
         (B,1,H,W).
     """
-    area = T.sum()
-    if not bool(area > 0):
-        raise ImageError(f"{what} covers nothing of a {T.shape[-2]}x{T.shape[-1]} feature map; draw a larger region")
-    return (T * (T.shape[-2] * T.shape[-1] / area)).sqrt()
+    check_covers(T, what)
+    return (T * (T.shape[-2] * T.shape[-1] / T.sum())).sqrt()
 
 
-__all__ = ["FAINT", "area_weights", "layer_masks", "load_mask"]
+__all__ = ["FAINT", "area_weights", "check_covers", "layer_masks", "load_mask"]

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from nst_lessons import losses, memory
 from nst_lessons.images import MIN_SIDE, ImageLike, load_image, to_tensor
-from nst_lessons.masks import area_weights, layer_masks, load_mask
+from nst_lessons.masks import area_weights, check_covers, layer_masks, load_mask
 from nst_lessons.vgg import VGG19, resolve_layer
 
 STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -49,11 +49,21 @@ def normalised_blend_weights(weights: Sequence[float] | None, count: int) -> lis
         return [1.0 / count] * count
     weights = [float(w) for w in weights]
     if len(weights) != count:
-        raise ValueError(f"style_blend_weights has {len(weights)} weights for {count} style image(s)")
+        raise ValueError(f"style_blend_weights (--style-blend-weights) has {len(weights)} weights for {count} style image(s)")
     if not all(w >= 0 and math.isfinite(w) for w in weights) or sum(weights) <= 0:
-        raise ValueError(f"style_blend_weights must be finite numbers >= 0, not all 0, got {weights}")
+        raise ValueError(f"style_blend_weights (--style-blend-weights) must be finite numbers >= 0, not all 0, got {weights}")
     total = sum(weights)
     return [w / total for w in weights]
+
+
+def check_regions(regions: int, styles: int, blend_weights: Sequence[float] | None = None) -> None:
+    """A ``ValueError`` unless there is one style per masked region and no blend weights."""
+    if blend_weights is not None:
+        raise ValueError("style_blend_weights (--style-blend-weights) do not apply with masks: each region has its own style")
+    if regions != styles:
+        raise ValueError(
+            f"{regions} mask pair(s) (--content-mask/--style-mask) for {styles} style image(s): give one style per region"
+        )
 
 
 def style_long_side(size: tuple[int, int], style_size: int | None, style_scale: float | None) -> int:
@@ -144,10 +154,7 @@ class StyleTargets:
                     return cls(layers, tuple(size), per_style[0])
                 A = {n: sum((w * A_s[n] for w, A_s in zip(b[1:], per_style[1:])), b[0] * per_style[0][n]) for n in names}
                 return cls(layers, tuple(size), A)
-            if blend_weights is not None:
-                raise ValueError("style_blend_weights do not apply with masks: each region has its own style")
-            if len(masks) != len(styles):
-                raise ValueError(f"{len(masks)} mask pair(s) for {len(styles)} style image(s): give one style per region")
+            check_regions(len(masks), len(styles), blend_weights)
             regions = []
             for r, ((content_mask, style_mask), F) in enumerate(zip(masks, F_s), start=1):
                 T_style = layer_masks(style_mask.to(F[names[0]]), names) if names else {}
@@ -178,7 +185,7 @@ class StyleTargets:
         images = [load_image(s, style_long_side(size, style_size, style_scale)) for s in as_list(styles)]
         device = next(model.parameters()).device if device is None else torch.device(device)
         tensors = [to_tensor(im, device, dtype) for im in images]
-        pairs = None if masks is None else load_masks(masks, size, [im.size[::-1] for im in images])
+        pairs = None if masks is None else load_masks(masks, size, [im.size[::-1] for im in images], blend_weights, style_layers)
         return cls.from_tensors(
             model, tensors, style_layers=style_layers, size=size, blend_weights=blend_weights, masks=pairs, precision=precision
         )
@@ -199,17 +206,29 @@ class StyleTargets:
 
 
 def load_masks(
-    masks: Sequence[tuple[ImageLike, ImageLike]], size: tuple[int, int], style_sizes: Sequence[tuple[int, int]]
+    masks: Sequence[tuple[ImageLike, ImageLike]],
+    size: tuple[int, int],
+    style_sizes: Sequence[tuple[int, int]],
+    blend_weights: Sequence[float] | None = None,
+    style_layers: Sequence[str] | Mapping[str, float] = STYLE_LAYERS,
 ) -> list[tuple[Tensor, Tensor]]:
     """One (content mask (1,1,H,W), style mask (1,1,H'_r,W'_r)) pair per region, checked and resized
     (:func:`nst_lessons.masks.load_mask`): ``size`` is the output's (H, W), ``style_sizes`` the
-    styles' (H'_r, W'_r), one style per region."""
-    if len(masks) != len(style_sizes):
-        raise ValueError(f"{len(masks)} mask pair(s) for {len(style_sizes)} style image(s): give one style per region")
-    return [
-        (load_mask(c, size, f"content mask {r}"), load_mask(s, style_size, f"style mask {r}"))
-        for r, ((c, s), style_size) in enumerate(zip(masks, style_sizes), start=1)
-    ]
+    styles' (H'_r, W'_r), one style per region (:func:`check_regions`, with ``blend_weights``).
+
+    Each mask is also carried down to every style layer and must still cover part of it
+    (:func:`nst_lessons.masks.check_covers`), so that a region too small for a deep layer is
+    refused before any model is loaded."""
+    check_regions(len(masks), len(style_sizes), blend_weights)
+    names = list(style_layer_weights(style_layers))
+    pairs = []
+    for r, ((c, s), style_size) in enumerate(zip(masks, style_sizes), start=1):
+        pair = load_mask(c, size, f"content mask {r}"), load_mask(s, style_size, f"style mask {r}")
+        for side, mask in zip(("content", "style"), pair):
+            for name, T in layer_masks(mask, names).items():
+                check_covers(T, f"{side} mask {r} (at {name})")
+        pairs.append(pair)
+    return pairs
 
 
 def as_list(styles: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
@@ -221,4 +240,4 @@ def as_list(styles: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:
     return [styles]
 
 
-__all__ = ["STYLE_LAYERS", "Region", "StyleTargets", "as_list", "load_masks", "normalised_blend_weights", "features", "style_layer_weights", "style_long_side"]
+__all__ = ["STYLE_LAYERS", "Region", "StyleTargets", "as_list", "check_regions", "load_masks", "normalised_blend_weights", "features", "style_layer_weights", "style_long_side"]

@@ -724,10 +724,14 @@ def style_transfer(
     content_image = load_image(content, size)
     output_size = (content_image.height, content_image.width)
     styles = as_list(style)
-    if style_targets is None:
+    if style_targets is None and masks is None:
         normalised_blend_weights(style_blend_weights, len(styles))  # checked before any work
     style_images = [load_image(s, style_long_side(output_size, style_size, style_scale)) for s in styles]
-    mask_pairs = None if masks is None else load_masks(masks, output_size, [(im.height, im.width) for im in style_images])
+    mask_pairs = (  # checked before the model is loaded
+        None
+        if masks is None
+        else load_masks(masks, output_size, [(im.height, im.width) for im in style_images], style_blend_weights, layer_weights)
+    )
     model, device, weights_name = _load_model(weights, pooling, device, seed)
     alpha, beta, gamma = _loss_weights(weights_name, model, normalize_gradients, (content_weight, style_weight, tv_weight))
     for name, value in (("content_weight", alpha), ("style_weight", beta), ("tv_weight", gamma),

@@ -27,6 +27,9 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         a[: h // 2] = 255
         Image.fromarray(a).save(tmp_path / f"{name}.png")
         Image.fromarray(255 - a).save(tmp_path / f"{name.replace('top', 'bottom')}.png")
+    column = np.zeros((40, 34), np.uint8)
+    column[:, -1] = 255  # only the last column: cropped away by the second pooling
+    Image.fromarray(column).save(tmp_path / "last_column.png")
     Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
     return tmp_path
 
@@ -72,9 +75,15 @@ def test_a_style_file_name_with_a_comma_is_one_image(folder: Path) -> None:
 
 BAD = [
     (["--preserve-color", "lab"], "argument --preserve-color: invalid choice: 'lab'"),
-    (["--style-blend-weights", "0.5"], "style_blend_weights has 1 weights for 2 style image(s)"),
+    (["--style-blend-weights", "0.5"], "style_blend_weights (--style-blend-weights) has 1 weights for 2 style image(s)"),
     (["--style-blend-weights", "0.5,-1"], "--style-blend-weights: must be a finite number >= 0, got -1"),
-    (["--content-mask", "top.png", "--style-mask", "style_top.png"], "1 --content-mask, 1 --style-mask and 2 style image(s)"),
+    (["--content-mask", "top.png", "--style-mask", "style_top.png"], "1 mask pair(s) (--content-mask/--style-mask) for 2 style image(s)"),
+    (["--content-mask", "top.png", "--style-mask", "style_top.png", "--content-mask", "bottom.png"],
+     "2 --content-mask and 1 --style-mask"),  # fmt: skip
+    (["--content-mask", "top.png", "--style-mask", "style_top.png", "--content-mask", "bottom.png",
+      "--style-mask", "style_bottom.png", "--style-blend-weights", "1,1"], "(--style-blend-weights) do not apply with masks"),  # fmt: skip
+    (["--content-mask", "last_column.png", "--style-mask", "style_top.png", "--content-mask", "bottom.png",
+      "--style-mask", "style_bottom.png"], "content mask 1 (at relu3_1) covers nothing of a 10x8 feature map"),  # fmt: skip
     (["--content-mask", "style_top.png", "--style-mask", "style_top.png", "--content-mask", "bottom.png",
       "--style-mask", "style_bottom.png"], "content mask 1 is 32x32 pixels but its image is 34x40"),  # fmt: skip
     (["--content-mask", "missing.png", "--style-mask", "style_top.png", "--content-mask", "bottom.png",

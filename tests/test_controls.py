@@ -169,7 +169,7 @@ def test_a_masks_overall_scale_cancels_and_a_faint_mask_is_warned_about(random_m
 
 def test_masks_must_match_the_styles_and_exclude_blend_weights(random_model) -> None:  # noqa: ANN001
     ones = (torch.ones(40, 34), torch.ones(48, 48))
-    with pytest.raises(ValueError, match="2 mask pair\\(s\\) for 1 style"):
+    with pytest.raises(ValueError, match="2 mask pair\\(s\\) \\(--content-mask/--style-mask\\) for 1 style"):
         run(random_model, example_path("strokes"), masks=[ones, ones], style_size=48)
     with pytest.raises(ValueError, match="do not apply with masks"):
         run(random_model, [example_path("strokes")] * 2, masks=[ones, ones], style_size=48, style_blend_weights=[1, 1])
