@@ -187,7 +187,7 @@ def _add_transfer(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--style-weight", type=_non_negative, help="beta (default depends on --weights)")
     p.add_argument("--tv-weight", type=_non_negative, help="gamma, total variation (default depends on --weights)")
     p.add_argument("--tv-squared", action="store_true", help="squared total variation instead of the L1 form")
-    p.add_argument("--normalize-gradients", action="store_true", help="scale each layer's loss gradient to unit L1 norm (jcjohnson's; default weights become alpha 5, beta 100, gamma 1e-3)")
+    p.add_argument("--normalize-gradients", action="store_true", help="scale each layer's loss gradient to unit L1 norm (jcjohnson's option); default weights become alpha 5, beta 100, gamma 1e-3: his numbers, but beta is shared by the style layers (his is per layer: 500 here matches it) and gamma acts on [0,1] pixels")
     p.add_argument("--gradients", choices=("autograd", "manual"), default="autograd", help="hand-derived dL/dF with 'manual'")
     p.add_argument("--history-size", type=_int_at_least(1), default=100, help="L-BFGS history m (default 100); it holds 2 m x 3 x pixels floats")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="GPU arithmetic: fp32 (default, exact), tf32, or bf16 (fastest)")

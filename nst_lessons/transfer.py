@@ -74,9 +74,15 @@ L_content grows with the number of positions M while E_l does not, so larger ima
 beta for the same look."""
 
 NORMALIZED_LOSS_WEIGHTS: tuple[float, float, float] = (5.0, 100.0, 1e-3)
-"""(alpha, beta, gamma) with ``normalize_gradients``: jcjohnson/neural-style's defaults. Each
-content and style layer then contributes a gradient of L1 norm alpha or beta * w_l whatever its
-loss, so alpha and beta are of similar size; the TV gradient is not normalised (as there)."""
+"""(alpha, beta, gamma) with ``normalize_gradients``: jcjohnson/neural-style's default numbers, but
+not his weighting. Each content and style layer contributes a gradient of L1 norm alpha or
+beta * w_l whatever its loss, so alpha and beta are of similar size; the TV gradient is not
+normalised (as there). Two differences: there every style layer gets the full style weight, here
+beta * w_l with w_l = 1/5 for the five default layers, so 5x less style per layer at the same beta
+(``style_weight=500``, or ``style_layers={name: 1.0, ...}``, gives each layer his 100); and his TV
+term is (gamma/2) sum of squared differences of 0-255 Caffe pixels, where here it is gamma times the
+L1 (or with ``tv_squared`` the squared) differences of [0,1] pixels, so the same gamma smooths
+differently."""
 
 OPTIMIZERS = ("lbfgs", "adam", "torch-lbfgs")
 """``"lbfgs"`` is :class:`nst_lessons.lbfgs.LBFGS`; ``"torch-lbfgs"`` the same algorithm as
@@ -649,7 +655,8 @@ def style_transfer(
         normalize_gradients: jcjohnson's ``-normalize_gradients``: each content and style layer's
             dL/dF is scaled to unit L1 norm before alpha or beta w_l multiplies it (see
             :class:`Objective`). alpha and beta then set the *directions'* mix, not the losses',
-            so their useful ratio is near 1 rather than 1e-8.
+            so their useful ratio is near 1 rather than 1e-8. The defaults are jcjohnson's numbers,
+            not his scale (:data:`NORMALIZED_LOSS_WEIGHTS`: 5x less style per layer, another TV).
         init: ``"content"``, ``"noise"`` (uniform, from ``seed``), ``"style"`` (the first style)
             or an image (a tensor is resized in float, not rounded to 8 bits).
         weights: ``"imagenet"``, ``"caffe"``, ``"random"``, a checkpoint path, or a loaded :class:`VGG19`.
