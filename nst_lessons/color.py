@@ -26,6 +26,7 @@ Y_content) on every channel.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -43,6 +44,15 @@ EPS = 1e-12
 about ε·|Σ_C|/λ_min(Σ_S): a painting whose colours lie almost in a plane has a tiny smallest
 eigenvalue λ_min (the generated "waves" example: 4e-6, near the variance of 8-bit quantisation noise,
 255⁻²/12 ≈ 1.3e-6), and with this ε its match is still off by only ~3e-9."""
+
+FLAT_PALETTE = 1e-4
+""":func:`color_transform` warns when λ_min(Σ_S)/λ_max(Σ_S) of the source is below this. ε cannot help
+such a nearly grey (or nearly planar) palette: the colour noise along its thin direction is
+stretched by up to sqrt(λ_C/λ_min) to the photo's spread, beyond [0,1] (random grey pixels with
+colour noise of standard deviation 0.004, ratio 6e-5, matched to the Grace Hopper photo at 64 px:
+values from -0.58 to 1.19, 15% of them clamped by :func:`prepare`; the generated "waves", 7e-5:
+13.6%). ``preserve_color="luminance"`` or ``"yuv"``
+suit such a painting better."""
 
 # YIQ (FCC NTSC 1953); Y is Rec. 601 luma. Each chroma row sums to 0: grey (r, r, r) has I = Q = 0.
 _RGB_TO_YIQ = torch.tensor(
@@ -136,6 +146,20 @@ def _sqrt_and_inverse_sqrt(sigma: Tensor) -> tuple[Tensor, Tensor]:
     return (V * root.unsqueeze(-2)) @ V.transpose(-1, -2), (V / root.unsqueeze(-2)) @ V.transpose(-1, -2)
 
 
+def _warn_if_flat(sigma: Tensor) -> None:
+    """Warn (one line) when a (..., 3, 3) colour covariance with some spread is almost singular."""
+    lam = torch.linalg.eigvalsh(sigma)
+    ratio = lam[..., 0].clamp_min(0) / lam[..., -1]
+    worst = ratio[lam[..., -1] > 0].min() if bool((lam[..., -1] > 0).any()) else None
+    if worst is not None and worst < FLAT_PALETTE:
+        warnings.warn(
+            f"the style's colours are almost grey or planar (λ_min/λ_max of their covariance {worst:.1e} < "
+            f"{FLAT_PALETTE:g}): matching stretches their colour noise, and many values will be clamped; "
+            'preserve_color="luminance" or "yuv" may suit this painting better',
+            stacklevel=3,
+        )
+
+
 def color_transform(
     source: Tensor, target: Tensor, mode: str = "cholesky", eps: float = EPS
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -149,7 +173,8 @@ def color_transform(
       symmetric unless Σ_S and Σ_C commute; A Σ_S^½ = Σ_C^½ is.
 
     Both Σ_S and Σ_C get ε on their diagonal first (see :data:`EPS`), so a flat or greyscale image
-    gives a finite A; its missing colour directions then stay at μ_C.
+    gives a finite A; its missing colour directions then stay at μ_C. A source whose palette is
+    nearly grey or planar (λ_min/λ_max of Σ_S below :data:`FLAT_PALETTE`) gives a ``UserWarning``.
 
     Args:
         source: the image whose colours are moved (the style), shape (..., 3, H_S, W_S).
@@ -167,6 +192,7 @@ def color_transform(
         raise ValueError(f"eps must be >= 0, got {eps}")
     mu_S, sigma_S = color_statistics(source)
     mu_C, sigma_C = color_statistics(target)
+    _warn_if_flat(sigma_S)
     ridge = eps * torch.eye(3, dtype=torch.float64, device=sigma_S.device)
     sigma_S, sigma_C = sigma_S + ridge, sigma_C + ridge
     if mode == "cholesky":
@@ -216,7 +242,7 @@ def prepare(mode: str | None, content: Tensor, styles: Sequence[Tensor]) -> tupl
     Matched images are clamped to [0,1], the range of the images the transfer takes. Where the
     match stretches colours out of that range this costs part of the match (the generated "waves"
     matched to the Grace Hopper photo at 64 px: 13.6% of the values clamped, covariance then off
-    by up to 0.04; notebook 10 shows it).
+    by up to 0.04; notebook 10 shows it; :func:`color_transform` warns of such palettes).
 
     Args:
         mode: ``None`` or one of :data:`COLOR_MODES`.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -109,9 +111,27 @@ def test_match_color_on_a_painting_with_an_almost_planar_palette(mode: str) -> N
     photo_ = to_tensor(lesson.example("grace_hopper", 64), dtype=torch.float64)
     _, sigma_S = color.color_statistics(waves)
     assert torch.linalg.eigvalsh(sigma_S).min() < 1e-5  # the hard case for the regularisation
-    mu, sigma = color.color_statistics(color.match_color(waves, photo_, mode=mode))
+    with pytest.warns(UserWarning, match="almost grey or planar"):
+        matched = color.match_color(waves, photo_, mode=mode)
+    mu, sigma = color.color_statistics(matched)
     mu_C, sigma_C = color.color_statistics(photo_)
     assert torch.allclose(mu, mu_C, atol=1e-6) and torch.allclose(sigma, sigma_C, atol=1e-6)
+
+
+def test_a_nearly_grey_palette_with_colour_noise_is_warned_about() -> None:
+    g = torch.Generator().manual_seed(0)
+    grey = torch.rand(1, 1, 64, 64, generator=g, dtype=torch.float64).expand(1, 3, 64, 64)
+    noisy = (grey + 0.004 * torch.randn(1, 3, 64, 64, generator=g, dtype=torch.float64)).clamp(0, 1)
+    photo_ = to_tensor(lesson.example("grace_hopper", 64), dtype=torch.float64)
+    lam = torch.linalg.eigvalsh(color.color_statistics(noisy)[1])
+    assert lam[..., 0] / lam[..., -1] < color.FLAT_PALETTE
+    with pytest.warns(UserWarning, match=r"λ_min/λ_max of their covariance 6\.\de-05 < 0\.0001"):
+        matched = color.match_color(noisy, photo_)
+    assert ((matched < 0) | (matched > 1)).double().mean() > 0.1  # what the warning is about: the noise stretched
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an ordinary photo, and a flat image (nothing to stretch): no warning
+        color.match_color(photo_, noisy)
+        color.match_color(torch.full((1, 3, 8, 8), 0.4, dtype=torch.float64), photo_)
 
 
 def test_the_two_choices_of_A() -> None:
@@ -141,7 +161,8 @@ def test_a_flat_colour_image_gives_finite_output(mode: str) -> None:
     to_flat = color.match_color(content, flat, mode=mode)
     assert torch.isfinite(to_flat).all() and (to_flat - 0.4).abs().max() < 1e-3
     grey = photo(14)[:, :1].expand(1, 3, 24, 20)  # rank 1 covariance
-    assert torch.isfinite(color.match_color(grey, content, mode=mode)).all()
+    with pytest.warns(UserWarning, match="almost grey or planar"):
+        assert torch.isfinite(color.match_color(grey, content, mode=mode)).all()
     _, styles = color.prepare("luminance", content, [flat.float()])
     assert torch.isfinite(styles[0]).all()
 
