@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import nst_lessons
-from nst_lessons import color, images, transfer, vgg
+from nst_lessons import color, images, losses, transfer, vgg
 from nst_lessons.data import example_path
 from nst_lessons.images import ImageError, load_image, to_tensor
 from nst_lessons.masks import area_weights, layer_masks, load_mask
@@ -121,6 +121,36 @@ def test_an_all_ones_mask_is_the_unmasked_objective(random_model, photo, paintin
         torch.testing.assert_close(grads[0], grads[1], rtol=1e-5, atol=1e-6 * grads[1].abs().max().item())
 
 
+def test_hand_derived_gradients_with_a_soft_two_region_mask(random_model, photo, paintings) -> None:  # noqa: ANN001
+    ramp = torch.linspace(0, 1, SIZE[1]).expand(1, 1, *SIZE)  # soft everywhere: weights T, not T^2, matter
+    style_ramp = torch.linspace(0.2, 1, 48).view(48, 1).expand(1, 1, 48, 48)
+    content_masks = [ramp, 1 - ramp]
+    targets = StyleTargets.from_tensors(random_model, paintings, size=SIZE, masks=list(zip(content_masks, [style_ramp, 1 - style_ramp])))
+    layers, beta = {"relu1_1": 0.25, "relu3_1": 0.75}, 1e6
+    x = photo + 0.05 * torch.rand(photo.shape, generator=torch.Generator().manual_seed(3))
+    grads = {}
+    for gradients in ("autograd", "manual"):
+        objective = Objective(random_model, photo, targets, [], layers, 1.0, beta, 0.0, gradients=gradients)
+        x_ = x.clone().requires_grad_(True)
+        objective(x_)
+        grads[gradients] = x_.grad
+    torch.testing.assert_close(grads["manual"], grads["autograd"], rtol=1e-4, atol=1e-5 * grads["autograd"].abs().max().item())
+    # dE/dF of E = |G_r - A_r|^2 / (4 N^2 M^2), G_r = c F diag(T) F^T, c = M / sum T: c (G_r - A_r) F diag(T) / (N^2 M^2)
+    features = objective.features(x, list(layers))
+    with torch.no_grad():
+        feature_grads = objective.feature_grads(features)
+    for n, w in layers.items():
+        F = features[n].flatten(2).double()
+        N, M = F.shape[1], F.shape[2]
+        expected = torch.zeros_like(F)
+        for mask, region in zip(content_masks, targets.regions):
+            T = layer_masks(mask, [n])[n].flatten(2).double()
+            c = M / T.sum()
+            G = c * (F * T) @ F.transpose(1, 2)
+            expected += c * (G - region.A[n].double()) @ (F * T) / (N**2 * M**2)
+        torch.testing.assert_close(feature_grads[n].flatten(2).double(), beta * w * expected, rtol=1e-4, atol=1e-6 * beta * w * expected.abs().max().item())
+
+
 def test_two_regions_two_styles_from_python(random_model, tmp_path) -> None:  # noqa: ANN001
     top = torch.zeros(40, 34)
     top[:20] = 1.0
@@ -187,6 +217,17 @@ def test_style_scale_s_is_style_size_s_times_the_output(random_model) -> None:  
         style_long_side(SIZE, 48, 1.5)
     with pytest.raises(ValueError, match="at least 32 px"):
         style_long_side(SIZE, None, 0.5)
+
+
+def test_one_style_without_options_is_the_run_on_plain_gram_targets(random_model, photo) -> None:  # noqa: ANN001
+    strokes = example_path("strokes")
+    names = list(STYLE_LAYERS)
+    with torch.no_grad():  # A^l = G(F_s^l) * M_l / M'_l, written out from losses.gram_targets
+        F_s = random_model.extract(to_tensor(load_image(strokes, 40)), names)
+        M = {n: F.shape[-2] * F.shape[-1] for n, F in random_model.extract(photo, names).items()}
+    plain = StyleTargets(dict(LAYERS), SIZE, losses.gram_targets(F_s, names, M))
+    given, default = run(random_model, strokes, iterations=3, style_targets=plain), run(random_model, strokes, iterations=3)
+    assert totals(default) == totals(given) and torch.equal(default.tensor, given.tensor)
 
 
 def test_targets_computed_once_give_the_same_run(random_model) -> None:  # noqa: ANN001
