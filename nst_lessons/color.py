@@ -71,7 +71,8 @@ def _check_rgb(x: Tensor, name: str = "image") -> None:
         raise ValueError(f"expected an RGB {name} of shape (..., 3, H, W), got {tuple(x.shape)}")
 
 
-def _check_mode(mode: str | None) -> None:
+def check_mode(mode: str | None) -> None:
+    """A ``ValueError`` unless ``mode`` is ``None`` or one of :data:`COLOR_MODES`."""
     if mode is not None and mode not in COLOR_MODES:
         raise ValueError(f"unknown preserve_color {mode!r}; expected yuv, luminance or histogram")
 
@@ -255,7 +256,7 @@ def prepare(mode: str | None, content: Tensor, styles: Sequence[Tensor]) -> tupl
     Raises:
         ValueError: an unknown mode.
     """
-    _check_mode(mode)
+    check_mode(mode)
     _check_rgb(content, "content image")
     for style in styles:
         _check_rgb(style, "style image")
@@ -285,7 +286,7 @@ def finish(mode: str | None, result: Tensor, content: Tensor) -> Tensor:
     Raises:
         ValueError: an unknown mode, or a content of another size than the result.
     """
-    _check_mode(mode)
+    check_mode(mode)
     if mode not in ("yuv", "luminance"):
         return result
     _check_rgb(result, "result")

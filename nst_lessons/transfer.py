@@ -712,8 +712,7 @@ def style_transfer(
         raise ValueError(f"unknown precision {precision!r}; expected {', '.join(PRECISIONS)}")
     if cuda_graphs and optimizer != "lbfgs":
         raise ValueError(f"cuda_graphs needs optimizer='lbfgs', not {optimizer!r}")
-    if preserve_color is not None and preserve_color not in color.COLOR_MODES:
-        raise ValueError(f"unknown preserve_color {preserve_color!r}; expected yuv, luminance or histogram")
+    color.check_mode(preserve_color)
     _check_every("save_every", save_every)
     _check_every("print_every", print_every)
     if save_every is not None and save_path is None:
