@@ -73,6 +73,13 @@ def test_a_style_file_name_with_a_comma_is_one_image(folder: Path) -> None:
     assert json.loads((folder / "h.json").read_text())["settings"]["styles"] == 2  # not a file: split at the commas
 
 
+def test_normalize_gradients_reports_the_loss_of_the_image_it_writes(folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["transfer", "grace_hopper", "strokes", "-o", "out.png", "--normalize-gradients", "--history", "h.json", *FAST]
+    assert main(argv) == 0
+    last = json.loads((folder / "h.json").read_text())["history"][-1]["total"]
+    assert capsys.readouterr().out.strip().endswith(f"last loss {last:.4g}")
+
+
 BAD = [
     (["--preserve-color", "lab"], "argument --preserve-color: invalid choice: 'lab'"),
     (["--style-blend-weights", "0.5"], "style_blend_weights (--style-blend-weights) has 1 weights for 2 style image(s)"),
