@@ -20,7 +20,7 @@ import torch
 
 from nst_lessons import memory
 from nst_lessons.images import ImageLike, load_image
-from nst_lessons.targets import as_list, style_layer_weights, style_long_side
+from nst_lessons.targets import STYLE_LAYERS, as_list, load_masks, normalised_blend_weights, style_layer_weights, style_long_side
 from nst_lessons.transfer import TransferResult, memory_model, style_transfer
 from nst_lessons.vgg import VGG19, default_device, load_vgg19
 
@@ -88,6 +88,8 @@ def pyramid_transfer(
     """
     levels = check_levels(levels)
     final_size = levels[-1][0]
+    level_style_sizes = [round(style_size * size / final_size) if style_size else None for size, _ in levels]
+    _check_styles(content, style, levels, level_style_sizes, options)
     model = weights if isinstance(weights, VGG19) else load_vgg19(weights, pooling, default_device(device), seed=seed or 0)
     if check_memory:
         last = _DEFAULTS | options
@@ -102,10 +104,9 @@ def pyramid_transfer(
         memory.check_fits(estimate_at, max(content_image.size), next(model.parameters()).device)
     summary: list[dict[str, object]] = []
     result: TransferResult | None = None
-    for size, iterations in levels:
+    for (size, iterations), level_style_size in zip(levels, level_style_sizes):
         result = style_transfer(
-            content, style, size=size, iterations=iterations, weights=model, seed=seed,
-            style_size=round(style_size * size / final_size) if style_size else None,
+            content, style, size=size, iterations=iterations, weights=model, seed=seed, style_size=level_style_size,
             init=init if result is None else result.raw, check_memory=check_memory, **options,
         )  # fmt: skip
         summary.append({"size": size, "iterations": result.iterations, "seconds": result.seconds, "best_loss": result.best_loss})
@@ -114,6 +115,27 @@ def pyramid_transfer(
     assert result is not None
     result.settings["pyramid"] = summary
     return result
+
+
+def _check_styles(
+    content: ImageLike,
+    style: ImageLike | Sequence[ImageLike],
+    levels: Sequence[tuple[int, int]],
+    style_sizes: Sequence[int | None],
+    options: dict[str, object],
+) -> None:
+    """The blend weights, and the masks at every level's size (a region may vanish at a deep layer
+    of a small level), checked as :func:`style_transfer` checks them, but before the model loads."""
+    styles, masks = as_list(style), options.get("masks")
+    if masks is None:
+        normalised_blend_weights(options.get("style_blend_weights"), len(styles))  # type: ignore[arg-type]
+        return
+    for (size, _), style_size in zip(levels, style_sizes):
+        content_image = load_image(content, size)
+        output_size = (content_image.height, content_image.width)
+        long_side = style_long_side(output_size, style_size, options.get("style_scale"))  # type: ignore[arg-type]
+        style_hw = [load_image(s, long_side).size[::-1] for s in styles]
+        load_masks(masks, output_size, style_hw, options.get("style_blend_weights"), options.get("style_layers", STYLE_LAYERS))  # type: ignore[arg-type]
 
 
 __all__ = ["check_levels", "parse_levels", "pyramid_transfer"]

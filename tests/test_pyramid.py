@@ -8,7 +8,7 @@ from PIL import Image
 
 from nst_lessons import color, memory, pyramid, transfer
 from nst_lessons.data import example_path
-from nst_lessons.images import load_image, to_tensor
+from nst_lessons.images import ImageError, load_image, to_tensor
 from nst_lessons.memory import InsufficientMemoryError
 from nst_lessons.pyramid import check_levels, parse_levels, pyramid_transfer
 from nst_lessons.transfer import style_transfer
@@ -54,6 +54,17 @@ def test_colour_post_processing_is_applied_once_to_the_last_level(mode: str, mon
     if mode == "yuv":  # only post-processing: exactly the plain pyramid, recoloured
         plain = pyramid_transfer(CONTENT, STYLE, levels, **OPTIONS)
         torch.testing.assert_close(result.tensor, color.finish("yuv", plain.tensor, photo), rtol=0, atol=0)
+
+
+def test_masks_and_blend_weights_are_checked_at_every_level_before_the_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pyramid, "load_vgg19", lambda *a, **k: pytest.fail("the model was loaded"))
+    column = torch.zeros(48, 41)  # grace_hopper at 48 px; the last column is cropped by the second pooling at 40 px
+    column[:, -1] = 1.0
+    regions = [(column, torch.ones(40, 40)), (1 - column, torch.ones(40, 40))]
+    with pytest.raises(ImageError, match=r"content mask 1 \(at relu3_1\) covers nothing"):
+        pyramid_transfer(CONTENT, [STYLE, STYLE], [(40, 1), (48, 1)], masks=regions, **OPTIONS)
+    with pytest.raises(ValueError, match="has 1 weights for 2 style"):
+        pyramid_transfer(CONTENT, [STYLE, STYLE], [(40, 1), (48, 1)], style_blend_weights=[1], **OPTIONS)
 
 
 def test_a_tensor_init_is_resized_in_float_not_rounded() -> None:
