@@ -182,3 +182,19 @@ def test_too_few_readable_images_is_exit_2(tmp_path: Path, capsys: pytest.Captur
     assert "needs at least 3 readable images" in capsys.readouterr().err
     assert main(["style-space", str(tmp_path / "missing"), "-o", str(out), "--weights", "random"]) == 2
     assert "no folder at" in capsys.readouterr().err
+
+
+def test_map_png_draws_the_uint8_thumbnails_in_their_colours(tmp_path: Path) -> None:
+    dark_red = np.array([120, 20, 30], np.uint8)
+    rng = np.random.default_rng(0)
+    collection = style_space.Collection(
+        names=["p", "q", "r", "s"],
+        style=rng.normal(size=(4, 6)).astype(np.float32),
+        content=rng.normal(size=(4, 5)).astype(np.float32),
+        thumbnails=[np.broadcast_to(dark_red, (64, 48, 3)).copy() for _ in range(4)],
+    )
+    style_space.write_outputs(collection, tmp_path, k=2)
+    with Image.open(tmp_path / "map.png") as png:
+        pixels = np.asarray(png.convert("RGB")).astype(int)
+    near = np.abs(pixels - dark_red).max(axis=-1) <= 8
+    assert near.sum() > 4 * 4 * 10 * 10  # four panels of four thumbnails, each at least 10 x 10 px on the map
