@@ -271,6 +271,13 @@ def _write_json(path: Path, data: object) -> None:
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
 
 
+def _write_manifest(path: Path, settings: Mapping[str, object], entries: Mapping[str, Mapping[str, object]]) -> None:
+    """The manifest records the hashes of the files that could be read, not why others failed:
+    an undecodable file is tried again next time (its content may be fixed, or a decoder added)."""
+    files = {name: entry for name, entry in entries.items() if "sha256" in entry}
+    _write_json(path, {"settings": settings, "files": files})
+
+
 def _hash_files(folder: Path, paths: Sequence[Path], known: Mapping[str, Mapping[str, object]]) -> dict[str, object]:
     """``{name: {"sha256", "size", "mtime_ns"} or {"error"}}``; a file whose size and modification
     time match the manifest keeps its recorded hash without being read."""
@@ -281,7 +288,7 @@ def _hash_files(folder: Path, paths: Sequence[Path], known: Mapping[str, Mapping
             stat = path.stat()
             old = known.get(name, {})
             if old.get("size") == stat.st_size and old.get("mtime_ns") == stat.st_mtime_ns and "sha256" in old:
-                entries[name] = dict(old)
+                entries[name] = {key: old[key] for key in ("sha256", "size", "mtime_ns")}
             else:
                 entries[name] = {"sha256": sha256_of(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
         except OSError as error:
@@ -337,25 +344,28 @@ def describe_folder(
         todo.append(path)
         queued.add(entry["sha256"])  # identical files are computed once
     computed = 0
+    undecodable: dict[str, tuple[str, str]] = {}  # sha256 -> (name, reason): every file with that content is skipped
     loader = DataLoader(_Files(todo, size), batch_size=batch_size, num_workers=workers, collate_fn=list)
     for items in loader:
         good = [(k, x, thumb) for k, x, thumb in items if x is not None]
         for k, _, reason in items:
             if isinstance(reason, str):
                 name = todo[k].relative_to(folder).as_posix()
-                skipped.append((name, reason))
-                entries[name] = {**entries[name], "error": reason}
-        if not good:
-            continue
-        style, content = _describe_tensors(model, [x for _, x, _ in good], grid)
-        for row, (k, _, thumb) in enumerate(good):
-            sha = entries[todo[k].relative_to(folder).as_posix()]["sha256"]
-            with atomic_path(store / f"{sha}.npz") as tmp, open(tmp, "wb") as f:
-                np.savez(f, style=style[row], content=content[row], thumbnail=thumb)
-        computed += len(good)
-        _write_json(manifest_path, {"settings": settings, "files": entries})  # progress survives a Ctrl-C
-    _write_json(manifest_path, {"settings": settings, "files": entries})
-    names = [n for n, e in entries.items() if "error" not in e]
+                undecodable[entries[name]["sha256"]] = (name, reason)
+        if good:
+            style, content = _describe_tensors(model, [x for _, x, _ in good], grid)
+            for row, (k, _, thumb) in enumerate(good):
+                sha = entries[todo[k].relative_to(folder).as_posix()]["sha256"]
+                with atomic_path(store / f"{sha}.npz") as tmp, open(tmp, "wb") as f:
+                    np.savez(f, style=style[row], content=content[row], thumbnail=thumb)
+            computed += len(good)
+        _write_manifest(manifest_path, settings, entries)  # progress survives a Ctrl-C
+    _write_manifest(manifest_path, settings, entries)
+    for name, entry in entries.items():
+        if entry.get("sha256") in undecodable:
+            tried, reason = undecodable[entry["sha256"]]
+            skipped.append((name, reason if name == tried else f"same content as {tried}, which could not be read"))
+    names = [n for n, e in entries.items() if "error" not in e and e["sha256"] not in undecodable]
     style, content, thumbnails = [], [], []
     for name in names:
         with np.load(store / f"{entries[name]['sha256']}.npz") as npz:

@@ -198,3 +198,18 @@ def test_map_png_draws_the_uint8_thumbnails_in_their_colours(tmp_path: Path) -> 
         pixels = np.asarray(png.convert("RGB")).astype(int)
     near = np.abs(pixels - dark_red).max(axis=-1) <= 8
     assert near.sum() > 4 * 4 * 10 * 10  # four panels of four thumbnails, each at least 10 x 10 px on the map
+
+
+def test_unreadable_files_with_the_same_content_are_all_skipped_on_every_run(
+    paintings: Path, tmp_path: Path, random_model: VGG19, one_thread: None
+) -> None:
+    (paintings / "e1.jpg").write_bytes(b"")
+    (paintings / "e2.jpg").write_bytes(b"")  # the same (empty) content: one decode for both
+    cache = tmp_path / "cache"
+    for _ in range(2):  # the rerun reads the manifest the first run wrote
+        collection = describe_folder(paintings, cache, random_model, size=40)
+        assert collection.names == ["a.png", "b.jpg", "later/c.png"]
+        assert [name for name, _ in collection.skipped] == ["broken.jpg", "e1.jpg", "e2.jpg"]
+        assert "same content as e1.jpg" in dict(collection.skipped)["e2.jpg"]
+    (manifest,) = cache.glob("*/manifest.json")
+    assert "error" not in manifest.read_text()  # a decoding failure is not remembered: it is tried again
