@@ -255,7 +255,8 @@ def stylise_frames(
     ``KeyboardInterrupt`` after the frames already yielded (the interrupted frame is dropped).
 
     Args:
-        frames: the input frames, (H,W,3) uint8 or float in [0,1] arrays or PIL images, all one size.
+        frames: the input frames, (H,W,3) uint8 or float in [0,1] arrays or PIL images, all one size
+            (:class:`VideoError` at the first frame of another size: nothing is stretched).
         style: the style image (one; no masks or blends).
         size: the output's long side, or its (width, height); ``None`` keeps the frames' size.
         temporal_weight: λ; ``None`` takes :func:`default_temporal_weight`; 0 is plain
@@ -282,8 +283,13 @@ def stylise_frames(
     style_image: Image.Image | None = None
     targets: StyleTargets | None = None
     previous: tuple[np.ndarray, np.ndarray] | None = None  # (input frame, output frame) i-1
-    for frame in frames:
+    first: tuple[int, int] | None = None  # (width, height) of input frame 1, before any resizing
+    for number, frame in enumerate(frames, start=1):
         content_im = load_image(frame)
+        first = first or content_im.size
+        if content_im.size != first:  # checked before resizing, which would hide it
+            (w, h), (w1, h1) = content_im.size, first
+            raise VideoError(f"frames differ in size: frame {number} is {w}x{h}, frame 1 is {w1}x{h1}")
         if size is not None:
             wh = size if isinstance(size, tuple) else frame_size(*content_im.size, size)
             content_im = content_im if content_im.size == wh else content_im.resize(wh, Image.Resampling.LANCZOS)
@@ -296,8 +302,6 @@ def stylise_frames(
                     dtype=options.get("dtype", torch.float32), precision=options.get("precision", "fp32"),  # type: ignore[arg-type]
                 )  # fmt: skip
         p = np.asarray(content_im, dtype=np.float32) / 255.0
-        if previous is not None and previous[0].shape != p.shape:
-            raise VideoError(f"frames differ in size: {previous[0].shape[1::-1]} and then {p.shape[1::-1]}")
         init: str | torch.Tensor = "content"
         c = temporal = None
         if previous is not None and (lam > 0 or warm):

@@ -240,3 +240,23 @@ def test_bad_input_is_one_line_and_writes_nothing(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_frames_of_another_size_are_refused_not_stretched(
+    tmp_path: Path, model: VGG19, capsys: pytest.CaptureFixture[str], one_thread: None
+) -> None:
+    frames = clip(3)
+    frames[2] = frames[2][:, :40]  # 40x48 after two 64x48 frames
+    with pytest.raises(video.VideoError, match="frame 3 is 40x48, frame 1 is 64x48"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            list(video.stylise_frames(frames, resolve_image("strokes"), size=(64, 48), weights=model, iterations=1))
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for k, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"frame{k}.png")
+    args = ["video", str(folder), "strokes", "-o", str(tmp_path / "out.gif"), "--weights", "random", "--size", "64",
+            "--iterations", "1", "-q"]  # fmt: skip
+    assert main(args) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "nst-lessons: error: frames differ in size: frame 3 is 40x48, frame 1 is 64x48"
+    assert [p.name for p in tmp_path.iterdir()] == ["frames"]  # nothing written
