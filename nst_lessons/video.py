@@ -592,7 +592,8 @@ def check_fits(
         estimate = run(long_side)  # + the warped frame (3 channels), c (1) and the start image (3), float32
         return dataclasses.replace(estimate, images=estimate.images + 7 * estimate.height * estimate.width * 4)
 
-    needed = memory.check_fits(per_frame, max(frame), device)
+    bf16 = " or use --precision bf16" if settings.get("precision", "fp32") != "bf16" else ""
+    needed = memory.check_fits(per_frame, max(frame), device, remedies=f"give a smaller --size{bf16}")  # the command's options
     if kind != "gif":
         return needed
     host = memory.available_bytes(torch.device("cpu"))

@@ -208,6 +208,9 @@ def test_refusal_through_the_command_line(tmp_path: Path, monkeypatch: pytest.Mo
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "the largest size that fits" in err  # before the weights are even loaded
+    assert err.endswith("px (or give a smaller --size or use --precision bf16)\n")  # options the video command has
+    assert main([*args, "--precision", "bf16"]) == 2
+    assert capsys.readouterr().err.endswith("px (or give a smaller --size)\n")
     assert [p.name for p in tmp_path.iterdir()] == ["clip.gif"]
 
 
