@@ -19,7 +19,8 @@ extension Pillow reads), brings each to the same long side, and runs VGG-19 on b
 decodes the files in worker processes while the network runs. Descriptors are cached in
 ``OUT/descriptors/<settings>/<sha256 of the file>.npz``, next to a ``manifest.json`` that records
 each file's SHA-256 (with its size and modification time, so an unchanged file is not even
-re-read): a rerun over a grown collection only computes the new or changed images. A file that
+re-read): a rerun over a grown collection only computes the new or changed images (a damaged
+manifest is ignored with a warning: the descriptors are found again by content hash). A file that
 cannot be read is listed (``OUT/skipped.csv`` and one line each on stderr) and skipped.
 
 ``nst-lessons style-space`` then writes, for both spaces: the distance matrices
@@ -59,6 +60,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -271,6 +273,23 @@ def _write_json(path: Path, data: object) -> None:
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
 
 
+def _read_manifest(path: Path) -> dict[str, dict[str, object]]:
+    """The manifest's ``{name: {"sha256", "size", "mtime_ns"}}``; ``{}`` if there is none, and ``{}``
+    with a warning if it cannot be read: the descriptors are stored by content hash, so they are
+    still found, at the cost of hashing every file once more."""
+    if not path.is_file():
+        return {}
+    try:
+        files = json.loads(path.read_text())["files"]
+        if not isinstance(files, dict):
+            raise TypeError("its files are not a mapping")
+        return {name: entry for name, entry in files.items() if isinstance(entry, dict)}
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+        reason = f"no {error}" if isinstance(error, KeyError) else str(error).splitlines()[0]
+        warnings.warn(f"ignoring the unreadable {path} ({reason}); every file is hashed again", stacklevel=3)
+        return {}
+
+
 def _write_manifest(path: Path, settings: Mapping[str, object], entries: Mapping[str, Mapping[str, object]]) -> None:
     """The manifest records the hashes of the files that could be read, not why others failed:
     an undecodable file is tried again next time (its content may be fixed, or a decoder added)."""
@@ -330,7 +349,7 @@ def describe_folder(
     store = Path(cache) / key
     store.mkdir(parents=True, exist_ok=True)
     manifest_path = store / "manifest.json"
-    known = json.loads(manifest_path.read_text())["files"] if manifest_path.is_file() else {}
+    known = _read_manifest(manifest_path)
     paths = image_files([folder], recursive=True)
     if exclude is not None:
         paths = [p for p in paths if not p.resolve().is_relative_to(Path(exclude).resolve())]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
 from pathlib import Path
 
@@ -213,3 +214,18 @@ def test_unreadable_files_with_the_same_content_are_all_skipped_on_every_run(
         assert "same content as e1.jpg" in dict(collection.skipped)["e2.jpg"]
     (manifest,) = cache.glob("*/manifest.json")
     assert "error" not in manifest.read_text()  # a decoding failure is not remembered: it is tried again
+
+
+@pytest.mark.parametrize("text", ["", "{not json", "[]", '{"files": 3}'])
+def test_an_unreadable_manifest_is_ignored_with_a_warning(
+    text: str, paintings: Path, tmp_path: Path, random_model: VGG19, one_thread: None
+) -> None:
+    cache = tmp_path / "cache"
+    first = describe_folder(paintings, cache, random_model, size=40)
+    (manifest,) = cache.glob("*/manifest.json")
+    manifest.write_text(text)
+    with pytest.warns(UserWarning, match=r"ignoring the unreadable .*manifest\.json .*every file is hashed again"):
+        again = describe_folder(paintings, cache, random_model, size=40)
+    assert again.names == first.names and again.computed == 0  # the descriptors are found by content hash
+    assert np.array_equal(again.style, first.style)
+    assert set(json.loads(manifest.read_text())["files"]) == {*first.names, "broken.jpg"}  # rewritten whole
