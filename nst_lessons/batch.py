@@ -67,6 +67,19 @@ def image_files(inputs: Iterable[str | os.PathLike[str]], recursive: bool = Fals
     return files
 
 
+def check_results_folder(out_dir: str | os.PathLike[str]) -> Path:
+    """``out_dir`` as a Path, after checking that it is a folder or can be made one (its parent exists).
+
+    Raises:
+        ImageError: it is a file, or its parent folder does not exist (one line).
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir() and (out_dir.exists() or not out_dir.parent.is_dir()):
+        reason = "it is a file" if out_dir.exists() else f"folder {out_dir.parent} does not exist"
+        raise ImageError(f"cannot write results to {out_dir}: {reason}")
+    return out_dir
+
+
 def output_name(content: Path) -> str:
     """The result's file name: the content's, or its stem + ``.png`` if Pillow cannot write that format."""
     try:
@@ -148,10 +161,7 @@ def run_batch(
         raise ValueError("masks belong to one content image; a batch cannot use them")
     styles = [load_image(resolve_image(s) if isinstance(s, (str, os.PathLike)) else s) for s in as_list(style)]
     files = image_files(contents)
-    out_dir = Path(out_dir)
-    if not out_dir.is_dir() and (out_dir.exists() or not out_dir.parent.is_dir()):
-        reason = "it is a file" if out_dir.exists() else f"folder {out_dir.parent} does not exist"
-        raise ImageError(f"cannot write results to {out_dir}: {reason}")
+    out_dir = check_results_folder(out_dir)
     out_dir.mkdir(exist_ok=True)
     model = weights if isinstance(weights, VGG19) else load_vgg19(weights, pooling=pooling, device=device)
     targets: StyleTargets | None = None

@@ -26,7 +26,8 @@ cannot be read is listed (``OUT/skipped.csv`` and one line each on stderr) and s
 ``nst-lessons style-space`` then writes, for both spaces: the distance matrices
 (``distances_style.csv``, ``distances_content.csv``), each image's nearest neighbours
 (``neighbours.csv``), and a 2-D map by classical MDS and by scikit-learn's t-SNE (``map.csv``,
-and ``map.png`` with thumbnails). Exit status 1 when some files were skipped.
+and ``map.png`` with thumbnails). Exit status 1 when some files were skipped; 2, with no result
+written (only the descriptor cache), when fewer than 3 images are readable.
 
 **Scale on paper: 80,000 paintings at 512 px.** VGG-19 up to ``relu5_1`` (the deepest layer used)
 costs 189.3 GFLOPs per 512 x 512 image (2 FLOPs per multiply-add; :func:`vgg_flops` computes it,
@@ -73,7 +74,7 @@ from scipy.spatial.distance import pdist, squareform
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from nst_lessons.batch import image_files
+from nst_lessons.batch import check_results_folder, image_files
 from nst_lessons.download import sha256_of
 from nst_lessons.files import atomic_path
 from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, load_image, resize_long_side, to_tensor
@@ -489,22 +490,25 @@ def add_style_space_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_style_space(args: argparse.Namespace) -> int:
-    """The command: describe, write the outputs, list skipped files; 1 if any were skipped."""
+    """The command: describe, write the outputs, list skipped files; 1 if any were skipped.
+
+    With fewer than 3 readable images it stops (exit 2) before writing any result; OUT then holds
+    only the descriptors computed so far (``OUT/descriptors``, reused by the next run).
+    """
     if not args.folder.is_dir():
         raise ImageError(f"no folder at {args.folder}")
-    if args.output.exists() and not args.output.is_dir():
-        raise ImageError(f"cannot write results to {args.output}: it is a file")
+    check_results_folder(args.output)
     args.output.mkdir(exist_ok=True)
     model = load_vgg19(args.weights, pooling=args.pooling, device=args.device)
     collection = describe_folder(
         args.folder, args.output / "descriptors", model, size=args.size, batch_size=args.batch_size,
         workers=args.workers, exclude=args.output,
     )  # fmt: skip
-    _write_csv(args.output / "skipped.csv", [["file", "reason"], *collection.skipped])
     for name, reason in collection.skipped:
         print(f"nst-lessons: skipped: {name}: {reason}", file=sys.stderr)
-    if len(collection.names) < 3:
+    if len(collection.names) < 3:  # before any result is written; the descriptors stay cached
         raise ImageError(f"style-space needs at least 3 readable images; {args.folder} has {len(collection.names)}")
+    _write_csv(args.output / "skipped.csv", [["file", "reason"], *collection.skipped])
     k = min(args.neighbours, len(collection.names) - 1)
     write_outputs(collection, args.output, k=k, random_weights=model.weights == "random")
     cached = len(collection.names) - collection.computed

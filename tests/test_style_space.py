@@ -179,10 +179,16 @@ def test_too_few_readable_images_is_exit_2(tmp_path: Path, capsys: pytest.Captur
     out.mkdir()
     for k in range(3):
         _image(out / f"map{k}.png", k)
+    (tmp_path / "broken.jpg").write_bytes(b"")
     assert main(["style-space", str(tmp_path), "-o", str(out), "--weights", "random", "--size", "40", "--workers", "0"]) == 2
-    assert "needs at least 3 readable images" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "skipped: broken.jpg" in err and "needs at least 3 readable images" in err
+    assert sorted(p.name for p in out.iterdir()) == ["descriptors", "map0.png", "map1.png", "map2.png"]  # no result written
     assert main(["style-space", str(tmp_path / "missing"), "-o", str(out), "--weights", "random"]) == 2
     assert "no folder at" in capsys.readouterr().err
+    assert main(["style-space", str(tmp_path), "-o", str(tmp_path / "nodir" / "ss"), "--weights", "random"]) == 2
+    assert capsys.readouterr().err == f"nst-lessons: error: cannot write results to {tmp_path / 'nodir' / 'ss'}: folder {tmp_path / 'nodir'} does not exist\n"
+    assert not (tmp_path / "nodir").exists()
 
 
 def test_map_png_draws_the_uint8_thumbnails_in_their_colours(tmp_path: Path) -> None:
