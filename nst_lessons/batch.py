@@ -153,14 +153,16 @@ def run_batch(
             all, except ``masks``, which belong to one content image.
 
     Raises:
-        ImageError, ValueError, OSError: a style, an input name or ``out_dir`` is unusable
-            (nothing is run). Problems with one content image are reported, not raised.
+        ImageError, ValueError, OSError: a style, an input name or ``out_dir`` is unusable, or the
+            inputs hold no image (nothing is run, ``out_dir`` is not created). Problems with one content image are reported, not raised.
         KeyboardInterrupt: Ctrl-C; the image in progress is not written.
     """
     if options.get("masks") is not None:
         raise ValueError("masks belong to one content image; a batch cannot use them")
     styles = [load_image(resolve_image(s) if isinstance(s, (str, os.PathLike)) else s) for s in as_list(style)]
     files = image_files(contents)
+    if not files:
+        raise ImageError(f"no images in {', '.join(str(c) for c in contents) or 'the content list'}")
     out_dir = check_results_folder(out_dir)
     out_dir.mkdir(exist_ok=True)
     model = weights if isinstance(weights, VGG19) else load_vgg19(weights, pooling=pooling, device=device)
