@@ -47,6 +47,14 @@ def is_batch_output(output: str | os.PathLike[str]) -> bool:
     return output.is_dir() or not output.suffix
 
 
+def resolve_content(name: str | os.PathLike[str]) -> Path:
+    """The content image of a single-image run (:func:`~nst_lessons.data.resolve_image`); a folder
+    is refused with the hint that a batch needs ``-o`` to name a folder (:func:`is_batch_output`)."""
+    if Path(name).is_dir():
+        raise ImageError(f"{name} is a folder: give -o a folder (no suffix) for a batch")
+    return resolve_image(name)
+
+
 def image_files(inputs: Iterable[str | os.PathLike[str]], recursive: bool = False) -> list[Path]:
     """The images named by ``inputs``, in order: each folder's files whose extension Pillow reads
     (sorted by path, hidden files left out; with ``recursive``, those of its subfolders too), and

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from nst_lessons import __version__
-from nst_lessons.batch import is_batch_output, run_batch_command
+from nst_lessons.batch import is_batch_output, resolve_content, run_batch_command
 from nst_lessons.color import COLOR_MODES
 from nst_lessons.data import CLASSICS, EXAMPLES, OFFLINE, images_home, resolve_image
 from nst_lessons.grading.cli import add_grade_parser, add_release_parser
@@ -236,7 +236,7 @@ def _run_transfer(args: argparse.Namespace) -> int:
     style_names = args.images[-1:] if batch else args.images[1:]
     styles = [resolve_image(name.strip()) for text in style_names for name in text.split(",") if name.strip()]
     if not batch:
-        content = resolve_image(args.images[0])
+        content = resolve_content(args.images[0])
         _check_output(args.output, "image")
     masks = None if batch else _masks(args, len(styles))
     if args.history is not None:
