@@ -17,7 +17,8 @@ unchanged). The **content descriptor** is ``relu4_2`` averaged over a 4 x 4 grid
 extension Pillow reads), brings each to the same long side, and runs VGG-19 on batches of them
 (images of the same shape share a forward pass), on the GPU when there is one. A DataLoader
 decodes the files in worker processes while the network runs. Descriptors are cached in
-``OUT/descriptors/<settings>/<sha256 of the file>.npz``, next to a ``manifest.json`` that records
+``OUT/descriptors/<settings>/<sha256 of the file>.npz`` (``<settings>`` hashes the weights' name and
+values, the pooling, size, layers and grid), next to a ``manifest.json`` that records
 each file's SHA-256 (with its size and modification time, so an unchanged file is not even
 re-read): a rerun over a grown collection only computes the new or changed images (a damaged
 manifest is ignored with a warning: the descriptors are found again by content hash). A file that
@@ -259,9 +260,19 @@ class _Files(Dataset):
         return k, to_tensor(im)[0], np.asarray(resize_long_side(im, THUMBNAIL))
 
 
+def weights_fingerprint(model: VGG19) -> str:
+    """SHA-256 of the network's parameters (in order, as float32 bytes): which weights the
+    descriptors came from, whatever their name (the seed of random weights, a checkpoint's content,
+    filters rescaled in place by :func:`~nst_lessons.vgg.normalize_activations`)."""
+    digest = hashlib.sha256()
+    for parameter in model.parameters():
+        digest.update(parameter.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _settings_key(model: VGG19, size: int, grid: int) -> tuple[dict[str, object], str]:
     settings = {
-        "version": CACHE_VERSION, "weights": model.weights, "pooling": model.pooling,
+        "version": CACHE_VERSION, "weights": model.weights, "weights_sha256": weights_fingerprint(model), "pooling": model.pooling,
         "preprocessing": model.preprocessing, "size": size, "grid": grid,
         "style_layers": list(STYLE_LAYERS), "content_layers": list(CONTENT_LAYERS),
     }  # fmt: skip
@@ -332,7 +343,8 @@ def describe_folder(
     Args:
         folder: the collection; subfolders are included.
         cache: where descriptors are kept, one ``.npz`` per distinct file content, under a
-            subfolder per settings (weights, pooling, size, layers, grid), with ``manifest.json``.
+            subfolder per settings (weights and their :func:`weights_fingerprint`, pooling, size,
+            layers, grid), with ``manifest.json``.
         size: long side every image is brought to, px (at least 32).
         batch_size: images decoded per DataLoader batch; those of one shape share a forward pass.
         workers: DataLoader worker processes decoding files (0: in this process).

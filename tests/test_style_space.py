@@ -26,7 +26,7 @@ from nst_lessons.style_space import (
     style_descriptor,
     vgg_flops,
 )
-from nst_lessons.vgg import VGG19
+from nst_lessons.vgg import VGG19, RandomWeightsWarning, load_vgg19
 
 LAYERS = ("a", "b")
 
@@ -235,3 +235,23 @@ def test_an_unreadable_manifest_is_ignored_with_a_warning(
     assert again.names == first.names and again.computed == 0  # the descriptors are found by content hash
     assert np.array_equal(again.style, first.style)
     assert set(json.loads(manifest.read_text())["files"]) == {*first.names, "broken.jpg"}  # rewritten whole
+
+
+def test_the_cache_is_keyed_by_the_weights_values_not_only_their_name(
+    paintings: Path, tmp_path: Path, random_model: VGG19, one_thread: None
+) -> None:
+    cache = tmp_path / "cache"
+    first = describe_folder(paintings, cache, random_model, size=40)
+    with pytest.warns(RandomWeightsWarning):
+        other_seed = load_vgg19("random", seed=1, device="cpu")
+    assert other_seed.weights == random_model.weights == "random"
+    again = describe_folder(paintings, cache, other_seed, size=40)
+    assert again.computed == 3 and not np.allclose(again.style, first.style)  # not the seed-0 descriptors
+    checkpoint = tmp_path / "vgg.pth"
+    torch.save(other_seed.state_dict(), checkpoint)
+    from_file = describe_folder(paintings, cache, load_vgg19(checkpoint, device="cpu"), size=40)
+    assert from_file.computed == 3 and np.array_equal(from_file.style, again.style)  # same values, new name: new key
+    torch.save(random_model.state_dict(), checkpoint)  # another checkpoint under the same path
+    replaced = describe_folder(paintings, cache, load_vgg19(checkpoint, device="cpu"), size=40)
+    assert replaced.computed == 3 and np.array_equal(replaced.style, first.style)
+    assert len(list(cache.iterdir())) == 4
