@@ -46,6 +46,7 @@ import argparse
 import contextlib
 import dataclasses
 import itertools
+import logging
 import math
 import os
 import re
@@ -395,13 +396,34 @@ def probe(path: str | os.PathLike[str], fps: float | None = None) -> VideoInfo:
             rate = 1000.0 * len(durations) / total if total else 10.0  # browsers play a 0 delay at 10 fps
             return VideoInfo(path, len(durations), rate, first.shape[1], first.shape[0])
         reader = imageio_ffmpeg.read_frames(str(path))
-        meta = next(reader)
+        with _upright_frames():
+            meta = next(reader)
         next(reader)  # one frame decodes
         reader.close()
         n, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
         return VideoInfo(path, n, float(meta["fps"]), *meta["size"])
     except (OSError, RuntimeError, ValueError, StopIteration, KeyError) as error:
         raise VideoError(f"{path} is not a readable video ({_reason(error)})") from None
+
+
+class _RotatedSize(logging.Filter):
+    """Drops imageio-ffmpeg's warning that the frames' size differs from the stream's: ffmpeg turns
+    a rotated (phone) video upright, so the frames it gives are (height, width) of the stored ones,
+    and that is the size we want."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("The frame size for reading")
+
+
+@contextlib.contextmanager
+def _upright_frames() -> Iterator[None]:
+    """Around the start of an imageio-ffmpeg reader (where it logs the sizes): no rotated-size warning."""
+    logger, quiet = logging.getLogger("imageio_ffmpeg"), _RotatedSize()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def _reason(error: Exception) -> str:
@@ -422,7 +444,8 @@ def iter_frames(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
     else:
         reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
         try:
-            width, height = next(reader)["size"]
+            with _upright_frames():
+                width, height = next(reader)["size"]
             for data in reader:
                 yield np.frombuffer(data, np.uint8).reshape(height, width, 3)
         except (OSError, RuntimeError, StopIteration) as error:

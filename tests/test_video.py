@@ -3,9 +3,11 @@ temporal loss measurably reducing flicker on a synthetic clip with known motion.
 
 from __future__ import annotations
 
+import subprocess
 import warnings
 from pathlib import Path
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
 from PIL import Image
@@ -263,3 +265,15 @@ def test_frames_of_another_size_are_refused_not_stretched(
     assert main(args) == 2
     assert capsys.readouterr().err.splitlines()[-1] == "nst-lessons: error: frames differ in size: frame 3 is 40x48, frame 1 is 64x48"
     assert [p.name for p in tmp_path.iterdir()] == ["frames"]  # nothing written
+
+
+def test_a_rotated_video_reads_upright_without_ffmpeg_size_warnings(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    source = write(clip(3), tmp_path / "clip.mp4", 10.0)  # 64x48
+    rotated = tmp_path / "rotated.mp4"  # the same stream, flagged to be shown turned by 90 degrees (a phone video)
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-display_rotation", "90", "-i", str(source),
+                    "-c", "copy", str(rotated)], check=True)  # fmt: skip
+    with caplog.at_level("WARNING"):
+        info = video.probe(rotated)
+        frames = list(video.iter_frames(rotated))
+    assert (info.width, info.height, info.frames) == (48, 64, 3) and [f.shape for f in frames] == [(64, 48, 3)] * 3
+    assert not [r for r in caplog.records if r.name.startswith("imageio_ffmpeg")], caplog.text
