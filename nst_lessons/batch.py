@@ -47,6 +47,14 @@ def is_batch_output(output: str | os.PathLike[str]) -> bool:
     return output.is_dir() or not output.suffix
 
 
+def resolve_content(name: str | os.PathLike[str]) -> Path:
+    """The content image of a single-image run (:func:`~nst_lessons.data.resolve_image`); a folder
+    is refused with the hint that a batch needs ``-o`` to name a folder (:func:`is_batch_output`)."""
+    if Path(name).is_dir():
+        raise ImageError(f"{name} is a folder: give -o a folder (no suffix) for a batch")
+    return resolve_image(name)
+
+
 def image_files(inputs: Iterable[str | os.PathLike[str]], recursive: bool = False) -> list[Path]:
     """The images named by ``inputs``, in order: each folder's files whose extension Pillow reads
     (sorted by path, hidden files left out; with ``recursive``, those of its subfolders too), and
@@ -65,6 +73,19 @@ def image_files(inputs: Iterable[str | os.PathLike[str]], recursive: bool = Fals
         else:
             files.append(resolve_image(item))
     return files
+
+
+def check_results_folder(out_dir: str | os.PathLike[str]) -> Path:
+    """``out_dir`` as a Path, after checking that it is a folder or can be made one (its parent exists).
+
+    Raises:
+        ImageError: it is a file, or its parent folder does not exist (one line).
+    """
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir() and (out_dir.exists() or not out_dir.parent.is_dir()):
+        reason = "it is a file" if out_dir.exists() else f"folder {out_dir.parent} does not exist"
+        raise ImageError(f"cannot write results to {out_dir}: {reason}")
+    return out_dir
 
 
 def output_name(content: Path) -> str:
@@ -140,18 +161,17 @@ def run_batch(
             all, except ``masks``, which belong to one content image.
 
     Raises:
-        ImageError, ValueError, OSError: a style, an input name or ``out_dir`` is unusable
-            (nothing is run). Problems with one content image are reported, not raised.
+        ImageError, ValueError, OSError: a style, an input name or ``out_dir`` is unusable, or the
+            inputs hold no image (nothing is run, ``out_dir`` is not created). Problems with one content image are reported, not raised.
         KeyboardInterrupt: Ctrl-C; the image in progress is not written.
     """
     if options.get("masks") is not None:
         raise ValueError("masks belong to one content image; a batch cannot use them")
     styles = [load_image(resolve_image(s) if isinstance(s, (str, os.PathLike)) else s) for s in as_list(style)]
     files = image_files(contents)
-    out_dir = Path(out_dir)
-    if not out_dir.is_dir() and (out_dir.exists() or not out_dir.parent.is_dir()):
-        reason = "it is a file" if out_dir.exists() else f"folder {out_dir.parent} does not exist"
-        raise ImageError(f"cannot write results to {out_dir}: {reason}")
+    if not files:
+        raise ImageError(f"no images in {', '.join(str(c) for c in contents) or 'the content list'}")
+    out_dir = check_results_folder(out_dir)
     out_dir.mkdir(exist_ok=True)
     model = weights if isinstance(weights, VGG19) else load_vgg19(weights, pooling=pooling, device=device)
     targets: StyleTargets | None = None

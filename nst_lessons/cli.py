@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from nst_lessons import __version__
-from nst_lessons.batch import is_batch_output, run_batch_command
+from nst_lessons.batch import is_batch_output, resolve_content, run_batch_command
 from nst_lessons.color import COLOR_MODES
 from nst_lessons.data import CLASSICS, EXAMPLES, OFFLINE, images_home, resolve_image
 from nst_lessons.grading.cli import add_grade_parser, add_release_parser
@@ -254,7 +254,7 @@ def _run_transfer(args: argparse.Namespace) -> int:
     style_names = args.images[-1:] if batch else args.images[1:]
     styles = _style_images(style_names)
     if not batch:
-        content = resolve_image(args.images[0])
+        content = resolve_content(args.images[0])
         _check_output(args.output, "image")
     masks = None if batch else _masks(args)
     if args.history is not None:

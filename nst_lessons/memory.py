@@ -192,12 +192,15 @@ def check_fits(
     *,
     headroom: float = 0.9,
     available: int | None = None,
+    remedies: str = "lower history_size, use precision='bf16', or a pyramid",
 ) -> MemoryEstimate:
     """Raise :class:`InsufficientMemoryError` unless a run at ``long_side`` fits in ``headroom`` of
     the device's free memory (``available``, default :func:`available_bytes`). Returns the estimate.
 
     Args:
         estimate_at: the estimate for a long side L at the run's settings and aspect ratio.
+        remedies: what else the caller's user can change, in the caller's words (the default names
+            :func:`nst_lessons.transfer.style_transfer`'s options); the message ends "(or <remedies>)".
     """
     needed = estimate_at(long_side)
     free = available_bytes(device) if available is None else available
@@ -207,7 +210,7 @@ def check_fits(
     advice = f"the largest size that fits at these settings is {largest} px" if largest else "not even 32 px fits"
     raise InsufficientMemoryError(
         f"a {needed.width}x{needed.height} run needs about {needed.describe()} but {free / 2**30:.1f} GiB "
-        f"are free on {device}; {advice} (or lower history_size, use precision='bf16', or a pyramid)"
+        f"are free on {device}; {advice} (or {remedies})"
     )
 
 

@@ -37,11 +37,15 @@ def to_array(image: ImageInput) -> np.ndarray:
     """Any supported image as a float array: (H,W,3) in [0,1] for colour, (H,W) unscaled for one channel.
 
     Tensors are channels-first, (3,H,W) or (1,3,H,W); a numpy array may be either (H,W,3) or (3,H,W).
+    Integer colour values (uint8 frames, thumbnails) are 0..255 and are divided by 255; float colour
+    values are taken to be in [0,1] and clipped.
     """
     if isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
     channels_first = isinstance(image, Tensor)
-    a = image.detach().cpu().double().numpy() if channels_first else np.asarray(image, dtype=np.float64)
+    raw = image.detach().cpu().numpy() if channels_first else np.asarray(image)
+    integer = np.issubdtype(raw.dtype, np.integer)
+    a = raw.astype(np.float64)
     if a.ndim == 4:
         if a.shape[0] != 1:
             raise ValueError(f"expected one image, got a batch of {a.shape[0]}")
@@ -52,7 +56,9 @@ def to_array(image: ImageInput) -> np.ndarray:
         a = a[..., 0]
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[-1] != 3):
         raise ValueError(f"cannot show an array of shape {a.shape} as an image")
-    return np.clip(a, 0.0, 1.0) if a.ndim == 3 else a
+    if a.ndim == 2:
+        return a
+    return np.clip(a / 255.0 if integer else a, 0.0, 1.0)
 
 
 def stamp_random_weights(fig: Figure) -> None:

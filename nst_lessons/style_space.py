@@ -17,15 +17,18 @@ unchanged). The **content descriptor** is ``relu4_2`` averaged over a 4 x 4 grid
 extension Pillow reads), brings each to the same long side, and runs VGG-19 on batches of them
 (images of the same shape share a forward pass), on the GPU when there is one. A DataLoader
 decodes the files in worker processes while the network runs. Descriptors are cached in
-``OUT/descriptors/<settings>/<sha256 of the file>.npz``, next to a ``manifest.json`` that records
+``OUT/descriptors/<settings>/<sha256 of the file>.npz`` (``<settings>`` hashes the weights' name and
+values, the pooling, size, layers and grid), next to a ``manifest.json`` that records
 each file's SHA-256 (with its size and modification time, so an unchanged file is not even
-re-read): a rerun over a grown collection only computes the new or changed images. A file that
+re-read): a rerun over a grown collection only computes the new or changed images (a damaged
+manifest is ignored with a warning: the descriptors are found again by content hash). A file that
 cannot be read is listed (``OUT/skipped.csv`` and one line each on stderr) and skipped.
 
 ``nst-lessons style-space`` then writes, for both spaces: the distance matrices
 (``distances_style.csv``, ``distances_content.csv``), each image's nearest neighbours
 (``neighbours.csv``), and a 2-D map by classical MDS and by scikit-learn's t-SNE (``map.csv``,
-and ``map.png`` with thumbnails). Exit status 1 when some files were skipped.
+and ``map.png`` with thumbnails). Exit status 1 when some files were skipped; 2, with no result
+written (only the descriptor cache), when fewer than 3 images are readable.
 
 **Scale on paper: 80,000 paintings at 512 px.** VGG-19 up to ``relu5_1`` (the deepest layer used)
 costs 189.3 GFLOPs per 512 x 512 image (2 FLOPs per multiply-add; :func:`vgg_flops` computes it,
@@ -59,6 +62,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -71,7 +75,7 @@ from scipy.spatial.distance import pdist, squareform
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from nst_lessons.batch import image_files
+from nst_lessons.batch import check_results_folder, image_files
 from nst_lessons.download import sha256_of
 from nst_lessons.files import atomic_path
 from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, load_image, resize_long_side, to_tensor
@@ -256,9 +260,19 @@ class _Files(Dataset):
         return k, to_tensor(im)[0], np.asarray(resize_long_side(im, THUMBNAIL))
 
 
+def weights_fingerprint(model: VGG19) -> str:
+    """SHA-256 of the network's parameters (in order, as float32 bytes): which weights the
+    descriptors came from, whatever their name (the seed of random weights, a checkpoint's content,
+    filters rescaled in place by :func:`~nst_lessons.vgg.normalize_activations`)."""
+    digest = hashlib.sha256()
+    for parameter in model.parameters():
+        digest.update(parameter.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _settings_key(model: VGG19, size: int, grid: int) -> tuple[dict[str, object], str]:
     settings = {
-        "version": CACHE_VERSION, "weights": model.weights, "pooling": model.pooling,
+        "version": CACHE_VERSION, "weights": model.weights, "weights_sha256": weights_fingerprint(model), "pooling": model.pooling,
         "preprocessing": model.preprocessing, "size": size, "grid": grid,
         "style_layers": list(STYLE_LAYERS), "content_layers": list(CONTENT_LAYERS),
     }  # fmt: skip
@@ -271,6 +285,30 @@ def _write_json(path: Path, data: object) -> None:
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
 
 
+def _read_manifest(path: Path) -> dict[str, dict[str, object]]:
+    """The manifest's ``{name: {"sha256", "size", "mtime_ns"}}``; ``{}`` if there is none, and ``{}``
+    with a warning if it cannot be read: the descriptors are stored by content hash, so they are
+    still found, at the cost of hashing every file once more."""
+    if not path.is_file():
+        return {}
+    try:
+        files = json.loads(path.read_text())["files"]
+        if not isinstance(files, dict):
+            raise TypeError("its files are not a mapping")
+        return {name: entry for name, entry in files.items() if isinstance(entry, dict)}
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+        reason = f"no {error}" if isinstance(error, KeyError) else str(error).splitlines()[0]
+        warnings.warn(f"ignoring the unreadable {path} ({reason}); every file is hashed again", stacklevel=3)
+        return {}
+
+
+def _write_manifest(path: Path, settings: Mapping[str, object], entries: Mapping[str, Mapping[str, object]]) -> None:
+    """The manifest records the hashes of the files that could be read, not why others failed:
+    an undecodable file is tried again next time (its content may be fixed, or a decoder added)."""
+    files = {name: entry for name, entry in entries.items() if "sha256" in entry}
+    _write_json(path, {"settings": settings, "files": files})
+
+
 def _hash_files(folder: Path, paths: Sequence[Path], known: Mapping[str, Mapping[str, object]]) -> dict[str, object]:
     """``{name: {"sha256", "size", "mtime_ns"} or {"error"}}``; a file whose size and modification
     time match the manifest keeps its recorded hash without being read."""
@@ -281,7 +319,7 @@ def _hash_files(folder: Path, paths: Sequence[Path], known: Mapping[str, Mapping
             stat = path.stat()
             old = known.get(name, {})
             if old.get("size") == stat.st_size and old.get("mtime_ns") == stat.st_mtime_ns and "sha256" in old:
-                entries[name] = dict(old)
+                entries[name] = {key: old[key] for key in ("sha256", "size", "mtime_ns")}
             else:
                 entries[name] = {"sha256": sha256_of(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
         except OSError as error:
@@ -305,7 +343,8 @@ def describe_folder(
     Args:
         folder: the collection; subfolders are included.
         cache: where descriptors are kept, one ``.npz`` per distinct file content, under a
-            subfolder per settings (weights, pooling, size, layers, grid), with ``manifest.json``.
+            subfolder per settings (weights and their :func:`weights_fingerprint`, pooling, size,
+            layers, grid), with ``manifest.json``.
         size: long side every image is brought to, px (at least 32).
         batch_size: images decoded per DataLoader batch; those of one shape share a forward pass.
         workers: DataLoader worker processes decoding files (0: in this process).
@@ -323,7 +362,7 @@ def describe_folder(
     store = Path(cache) / key
     store.mkdir(parents=True, exist_ok=True)
     manifest_path = store / "manifest.json"
-    known = json.loads(manifest_path.read_text())["files"] if manifest_path.is_file() else {}
+    known = _read_manifest(manifest_path)
     paths = image_files([folder], recursive=True)
     if exclude is not None:
         paths = [p for p in paths if not p.resolve().is_relative_to(Path(exclude).resolve())]
@@ -337,25 +376,28 @@ def describe_folder(
         todo.append(path)
         queued.add(entry["sha256"])  # identical files are computed once
     computed = 0
+    undecodable: dict[str, tuple[str, str]] = {}  # sha256 -> (name, reason): every file with that content is skipped
     loader = DataLoader(_Files(todo, size), batch_size=batch_size, num_workers=workers, collate_fn=list)
     for items in loader:
         good = [(k, x, thumb) for k, x, thumb in items if x is not None]
         for k, _, reason in items:
             if isinstance(reason, str):
                 name = todo[k].relative_to(folder).as_posix()
-                skipped.append((name, reason))
-                entries[name] = {**entries[name], "error": reason}
-        if not good:
-            continue
-        style, content = _describe_tensors(model, [x for _, x, _ in good], grid)
-        for row, (k, _, thumb) in enumerate(good):
-            sha = entries[todo[k].relative_to(folder).as_posix()]["sha256"]
-            with atomic_path(store / f"{sha}.npz") as tmp, open(tmp, "wb") as f:
-                np.savez(f, style=style[row], content=content[row], thumbnail=thumb)
-        computed += len(good)
-        _write_json(manifest_path, {"settings": settings, "files": entries})  # progress survives a Ctrl-C
-    _write_json(manifest_path, {"settings": settings, "files": entries})
-    names = [n for n, e in entries.items() if "error" not in e]
+                undecodable[entries[name]["sha256"]] = (name, reason)
+        if good:
+            style, content = _describe_tensors(model, [x for _, x, _ in good], grid)
+            for row, (k, _, thumb) in enumerate(good):
+                sha = entries[todo[k].relative_to(folder).as_posix()]["sha256"]
+                with atomic_path(store / f"{sha}.npz") as tmp, open(tmp, "wb") as f:
+                    np.savez(f, style=style[row], content=content[row], thumbnail=thumb)
+            computed += len(good)
+        _write_manifest(manifest_path, settings, entries)  # progress survives a Ctrl-C
+    _write_manifest(manifest_path, settings, entries)
+    for name, entry in entries.items():
+        if entry.get("sha256") in undecodable:
+            tried, reason = undecodable[entry["sha256"]]
+            skipped.append((name, reason if name == tried else f"same content as {tried}, which could not be read"))
+    names = [n for n, e in entries.items() if "error" not in e and e["sha256"] not in undecodable]
     style, content, thumbnails = [], [], []
     for name in names:
         with np.load(store / f"{entries[name]['sha256']}.npz") as npz:
@@ -460,22 +502,25 @@ def add_style_space_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_style_space(args: argparse.Namespace) -> int:
-    """The command: describe, write the outputs, list skipped files; 1 if any were skipped."""
+    """The command: describe, write the outputs, list skipped files; 1 if any were skipped.
+
+    With fewer than 3 readable images it stops (exit 2) before writing any result; OUT then holds
+    only the descriptors computed so far (``OUT/descriptors``, reused by the next run).
+    """
     if not args.folder.is_dir():
         raise ImageError(f"no folder at {args.folder}")
-    if args.output.exists() and not args.output.is_dir():
-        raise ImageError(f"cannot write results to {args.output}: it is a file")
+    check_results_folder(args.output)
     args.output.mkdir(exist_ok=True)
     model = load_vgg19(args.weights, pooling=args.pooling, device=args.device)
     collection = describe_folder(
         args.folder, args.output / "descriptors", model, size=args.size, batch_size=args.batch_size,
         workers=args.workers, exclude=args.output,
     )  # fmt: skip
-    _write_csv(args.output / "skipped.csv", [["file", "reason"], *collection.skipped])
     for name, reason in collection.skipped:
         print(f"nst-lessons: skipped: {name}: {reason}", file=sys.stderr)
-    if len(collection.names) < 3:
+    if len(collection.names) < 3:  # before any result is written; the descriptors stay cached
         raise ImageError(f"style-space needs at least 3 readable images; {args.folder} has {len(collection.names)}")
+    _write_csv(args.output / "skipped.csv", [["file", "reason"], *collection.skipped])
     k = min(args.neighbours, len(collection.names) - 1)
     write_outputs(collection, args.output, k=k, random_weights=model.weights == "random")
     cached = len(collection.names) - collection.computed

@@ -46,6 +46,7 @@ import argparse
 import contextlib
 import dataclasses
 import itertools
+import logging
 import math
 import os
 import re
@@ -255,7 +256,8 @@ def stylise_frames(
     ``KeyboardInterrupt`` after the frames already yielded (the interrupted frame is dropped).
 
     Args:
-        frames: the input frames, (H,W,3) uint8 or float in [0,1] arrays or PIL images, all one size.
+        frames: the input frames, (H,W,3) uint8 or float in [0,1] arrays or PIL images, all one size
+            (:class:`VideoError` at the first frame of another size: nothing is stretched).
         style: the style image (one; no masks or blends).
         size: the output's long side, or its (width, height); ``None`` keeps the frames' size.
         temporal_weight: λ; ``None`` takes :func:`default_temporal_weight`; 0 is plain
@@ -282,8 +284,13 @@ def stylise_frames(
     style_image: Image.Image | None = None
     targets: StyleTargets | None = None
     previous: tuple[np.ndarray, np.ndarray] | None = None  # (input frame, output frame) i-1
-    for frame in frames:
+    first: tuple[int, int] | None = None  # (width, height) of input frame 1, before any resizing
+    for number, frame in enumerate(frames, start=1):
         content_im = load_image(frame)
+        first = first or content_im.size
+        if content_im.size != first:  # checked before resizing, which would hide it
+            (w, h), (w1, h1) = content_im.size, first
+            raise VideoError(f"frames differ in size: frame {number} is {w}x{h}, frame 1 is {w1}x{h1}")
         if size is not None:
             wh = size if isinstance(size, tuple) else frame_size(*content_im.size, size)
             content_im = content_im if content_im.size == wh else content_im.resize(wh, Image.Resampling.LANCZOS)
@@ -296,8 +303,6 @@ def stylise_frames(
                     dtype=options.get("dtype", torch.float32), precision=options.get("precision", "fp32"),  # type: ignore[arg-type]
                 )  # fmt: skip
         p = np.asarray(content_im, dtype=np.float32) / 255.0
-        if previous is not None and previous[0].shape != p.shape:
-            raise VideoError(f"frames differ in size: {previous[0].shape[1::-1]} and then {p.shape[1::-1]}")
         init: str | torch.Tensor = "content"
         c = temporal = None
         if previous is not None and (lam > 0 or warm):
@@ -391,13 +396,34 @@ def probe(path: str | os.PathLike[str], fps: float | None = None) -> VideoInfo:
             rate = 1000.0 * len(durations) / total if total else 10.0  # browsers play a 0 delay at 10 fps
             return VideoInfo(path, len(durations), rate, first.shape[1], first.shape[0])
         reader = imageio_ffmpeg.read_frames(str(path))
-        meta = next(reader)
+        with _upright_frames():
+            meta = next(reader)
         next(reader)  # one frame decodes
         reader.close()
         n, _ = imageio_ffmpeg.count_frames_and_secs(str(path))
         return VideoInfo(path, n, float(meta["fps"]), *meta["size"])
     except (OSError, RuntimeError, ValueError, StopIteration, KeyError) as error:
         raise VideoError(f"{path} is not a readable video ({_reason(error)})") from None
+
+
+class _RotatedSize(logging.Filter):
+    """Drops imageio-ffmpeg's warning that the frames' size differs from the stream's: ffmpeg turns
+    a rotated (phone) video upright, so the frames it gives are (height, width) of the stored ones,
+    and that is the size we want."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("The frame size for reading")
+
+
+@contextlib.contextmanager
+def _upright_frames() -> Iterator[None]:
+    """Around the start of an imageio-ffmpeg reader (where it logs the sizes): no rotated-size warning."""
+    logger, quiet = logging.getLogger("imageio_ffmpeg"), _RotatedSize()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def _reason(error: Exception) -> str:
@@ -418,7 +444,8 @@ def iter_frames(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
     else:
         reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
         try:
-            width, height = next(reader)["size"]
+            with _upright_frames():
+                width, height = next(reader)["size"]
             for data in reader:
                 yield np.frombuffer(data, np.uint8).reshape(height, width, 3)
         except (OSError, RuntimeError, StopIteration) as error:
@@ -588,7 +615,8 @@ def check_fits(
         estimate = run(long_side)  # + the warped frame (3 channels), c (1) and the start image (3), float32
         return dataclasses.replace(estimate, images=estimate.images + 7 * estimate.height * estimate.width * 4)
 
-    needed = memory.check_fits(per_frame, max(frame), device)
+    bf16 = " or use --precision bf16" if settings.get("precision", "fp32") != "bf16" else ""
+    needed = memory.check_fits(per_frame, max(frame), device, remedies=f"give a smaller --size{bf16}")  # the command's options
     if kind != "gif":
         return needed
     host = memory.available_bytes(torch.device("cpu"))

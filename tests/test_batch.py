@@ -125,6 +125,13 @@ def test_a_bad_style_or_folder_is_exit_2_with_nothing_written(tmp_path: Path, ph
     assert main(["transfer", str(photos), str(tmp_path / "style.png"), "-o", str(tmp_path / "no" / "out"), *FAST]) == 2
     assert "folder" in capsys.readouterr().err
     assert not (tmp_path / "out").exists() and not (tmp_path / "no").exists()
+    assert main(["transfer", str(photos), str(tmp_path / "style.png"), "-o", str(tmp_path / "res.v2"), *FAST]) == 2
+    assert capsys.readouterr().err == f"nst-lessons: error: {photos} is a folder: give -o a folder (no suffix) for a batch\n"
+    assert not (tmp_path / "res.v2").exists()
+    (tmp_path / "empty").mkdir()
+    assert main(["transfer", str(tmp_path / "empty"), str(tmp_path / "style.png"), "-o", str(tmp_path / "out"), *FAST]) == 2
+    assert capsys.readouterr().err == f"nst-lessons: error: no images in {tmp_path / 'empty'}\n"
+    assert not (tmp_path / "out").exists()
 
 
 def test_style_targets_are_computed_once_and_give_the_single_image_results(

@@ -85,6 +85,9 @@ def test_refusal_names_the_largest_size_that_fits() -> None:
         memory.check_fits(estimate_at, 1024, torch.device("cuda"), headroom=1.0, available=available)
     assert isinstance(error.value, ValueError) and isinstance(error.value, MemoryError)
     assert "\n" not in str(error.value) and "1024x1024" in str(error.value)
+    assert str(error.value).endswith("(or lower history_size, use precision='bf16', or a pyramid)")
+    with pytest.raises(InsufficientMemoryError, match=r"is 700 px \(or give a smaller --size\)$"):
+        memory.check_fits(estimate_at, 1024, torch.device("cpu"), headroom=1.0, available=available, remedies="give a smaller --size")
     assert memory.largest_fitting(estimate_at, estimate_at(32).total - 1, 1024) is None
 
 

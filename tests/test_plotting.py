@@ -57,6 +57,30 @@ def test_to_array_accepts_every_layout() -> None:
         plotting.to_array(np.zeros((4, 4, 5)))
 
 
+def drawn_panels(fig) -> list[np.ndarray]:
+    """The rendered RGB pixels (float in [0,1]) inside each axes of ``fig``, in axes order."""
+    fig.canvas.draw()
+    rgba = np.asarray(fig.canvas.buffer_rgba())[..., :3] / 255.0
+    height = rgba.shape[0]
+    panels = []
+    for ax in fig.axes:
+        x0, y0, x1, y1 = (int(round(v)) for v in ax.get_window_extent().extents)
+        panels.append(rgba[height - y1 + 2 : height - y0 - 2, x0 + 2 : x1 - 2])
+    return panels
+
+
+def test_integer_colour_images_are_read_as_0_to_255() -> None:
+    rgb = np.random.default_rng(1).uniform(size=(16, 16, 3))
+    frame = (rgb * 255).round().astype(np.uint8)
+    assert np.allclose(plotting.to_array(frame), frame / 255.0)
+    assert np.allclose(plotting.to_array(torch.from_numpy(frame).permute(2, 0, 1)), frame / 255.0)
+    ramp = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    assert plotting.to_array(ramp).max() == 15.0  # a one-channel map stays unscaled (its colour map scales it)
+    as_uint8, as_float = drawn_panels(plotting.show_images([frame, frame / 255.0], ["uint8", "float"], size=3.0))
+    assert as_uint8.mean() < 0.8  # not a white panel
+    assert np.abs(as_uint8 - as_float).mean() < 0.01  # the same picture
+
+
 def test_show_images_one_panel_per_image() -> None:
     images = [np.zeros((8, 8, 3)), torch.rand(1, 3, 8, 8), np.ones((8, 8))]
     fig = plotting.show_images(images, ["a", "b", "c"], ncols=2, title="three")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import re
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from nst_lessons.style_space import (
     style_descriptor,
     vgg_flops,
 )
-from nst_lessons.vgg import VGG19
+from nst_lessons.vgg import VGG19, RandomWeightsWarning, load_vgg19
 
 LAYERS = ("a", "b")
 
@@ -178,7 +179,79 @@ def test_too_few_readable_images_is_exit_2(tmp_path: Path, capsys: pytest.Captur
     out.mkdir()
     for k in range(3):
         _image(out / f"map{k}.png", k)
+    (tmp_path / "broken.jpg").write_bytes(b"")
     assert main(["style-space", str(tmp_path), "-o", str(out), "--weights", "random", "--size", "40", "--workers", "0"]) == 2
-    assert "needs at least 3 readable images" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "skipped: broken.jpg" in err and "needs at least 3 readable images" in err
+    assert sorted(p.name for p in out.iterdir()) == ["descriptors", "map0.png", "map1.png", "map2.png"]  # no result written
     assert main(["style-space", str(tmp_path / "missing"), "-o", str(out), "--weights", "random"]) == 2
     assert "no folder at" in capsys.readouterr().err
+    assert main(["style-space", str(tmp_path), "-o", str(tmp_path / "nodir" / "ss"), "--weights", "random"]) == 2
+    assert capsys.readouterr().err == f"nst-lessons: error: cannot write results to {tmp_path / 'nodir' / 'ss'}: folder {tmp_path / 'nodir'} does not exist\n"
+    assert not (tmp_path / "nodir").exists()
+
+
+def test_map_png_draws_the_uint8_thumbnails_in_their_colours(tmp_path: Path) -> None:
+    dark_red = np.array([120, 20, 30], np.uint8)
+    rng = np.random.default_rng(0)
+    collection = style_space.Collection(
+        names=["p", "q", "r", "s"],
+        style=rng.normal(size=(4, 6)).astype(np.float32),
+        content=rng.normal(size=(4, 5)).astype(np.float32),
+        thumbnails=[np.broadcast_to(dark_red, (64, 48, 3)).copy() for _ in range(4)],
+    )
+    style_space.write_outputs(collection, tmp_path, k=2)
+    with Image.open(tmp_path / "map.png") as png:
+        pixels = np.asarray(png.convert("RGB")).astype(int)
+    near = np.abs(pixels - dark_red).max(axis=-1) <= 8
+    assert near.sum() > 4 * 4 * 10 * 10  # four panels of four thumbnails, each at least 10 x 10 px on the map
+
+
+def test_unreadable_files_with_the_same_content_are_all_skipped_on_every_run(
+    paintings: Path, tmp_path: Path, random_model: VGG19, one_thread: None
+) -> None:
+    (paintings / "e1.jpg").write_bytes(b"")
+    (paintings / "e2.jpg").write_bytes(b"")  # the same (empty) content: one decode for both
+    cache = tmp_path / "cache"
+    for _ in range(2):  # the rerun reads the manifest the first run wrote
+        collection = describe_folder(paintings, cache, random_model, size=40)
+        assert collection.names == ["a.png", "b.jpg", "later/c.png"]
+        assert [name for name, _ in collection.skipped] == ["broken.jpg", "e1.jpg", "e2.jpg"]
+        assert "same content as e1.jpg" in dict(collection.skipped)["e2.jpg"]
+    (manifest,) = cache.glob("*/manifest.json")
+    assert "error" not in manifest.read_text()  # a decoding failure is not remembered: it is tried again
+
+
+@pytest.mark.parametrize("text", ["", "{not json", "[]", '{"files": 3}'])
+def test_an_unreadable_manifest_is_ignored_with_a_warning(
+    text: str, paintings: Path, tmp_path: Path, random_model: VGG19, one_thread: None
+) -> None:
+    cache = tmp_path / "cache"
+    first = describe_folder(paintings, cache, random_model, size=40)
+    (manifest,) = cache.glob("*/manifest.json")
+    manifest.write_text(text)
+    with pytest.warns(UserWarning, match=r"ignoring the unreadable .*manifest\.json .*every file is hashed again"):
+        again = describe_folder(paintings, cache, random_model, size=40)
+    assert again.names == first.names and again.computed == 0  # the descriptors are found by content hash
+    assert np.array_equal(again.style, first.style)
+    assert set(json.loads(manifest.read_text())["files"]) == {*first.names, "broken.jpg"}  # rewritten whole
+
+
+def test_the_cache_is_keyed_by_the_weights_values_not_only_their_name(
+    paintings: Path, tmp_path: Path, random_model: VGG19, one_thread: None
+) -> None:
+    cache = tmp_path / "cache"
+    first = describe_folder(paintings, cache, random_model, size=40)
+    with pytest.warns(RandomWeightsWarning):
+        other_seed = load_vgg19("random", seed=1, device="cpu")
+    assert other_seed.weights == random_model.weights == "random"
+    again = describe_folder(paintings, cache, other_seed, size=40)
+    assert again.computed == 3 and not np.allclose(again.style, first.style)  # not the seed-0 descriptors
+    checkpoint = tmp_path / "vgg.pth"
+    torch.save(other_seed.state_dict(), checkpoint)
+    from_file = describe_folder(paintings, cache, load_vgg19(checkpoint, device="cpu"), size=40)
+    assert from_file.computed == 3 and np.array_equal(from_file.style, again.style)  # same values, new name: new key
+    torch.save(random_model.state_dict(), checkpoint)  # another checkpoint under the same path
+    replaced = describe_folder(paintings, cache, load_vgg19(checkpoint, device="cpu"), size=40)
+    assert replaced.computed == 3 and np.array_equal(replaced.style, first.style)
+    assert len(list(cache.iterdir())) == 4

@@ -3,9 +3,11 @@ temporal loss measurably reducing flicker on a synthetic clip with known motion.
 
 from __future__ import annotations
 
+import subprocess
 import warnings
 from pathlib import Path
 
+import imageio_ffmpeg
 import numpy as np
 import pytest
 from PIL import Image
@@ -208,6 +210,9 @@ def test_refusal_through_the_command_line(tmp_path: Path, monkeypatch: pytest.Mo
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "the largest size that fits" in err  # before the weights are even loaded
+    assert err.endswith("px (or give a smaller --size or use --precision bf16)\n")  # options the video command has
+    assert main([*args, "--precision", "bf16"]) == 2
+    assert capsys.readouterr().err.endswith("px (or give a smaller --size)\n")
     assert [p.name for p in tmp_path.iterdir()] == ["clip.gif"]
 
 
@@ -240,3 +245,35 @@ def test_bad_input_is_one_line_and_writes_nothing(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_frames_of_another_size_are_refused_not_stretched(
+    tmp_path: Path, model: VGG19, capsys: pytest.CaptureFixture[str], one_thread: None
+) -> None:
+    frames = clip(3)
+    frames[2] = frames[2][:, :40]  # 40x48 after two 64x48 frames
+    with pytest.raises(video.VideoError, match="frame 3 is 40x48, frame 1 is 64x48"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            list(video.stylise_frames(frames, resolve_image("strokes"), size=(64, 48), weights=model, iterations=1))
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for k, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"frame{k}.png")
+    args = ["video", str(folder), "strokes", "-o", str(tmp_path / "out.gif"), "--weights", "random", "--size", "64",
+            "--iterations", "1", "-q"]  # fmt: skip
+    assert main(args) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == "nst-lessons: error: frames differ in size: frame 3 is 40x48, frame 1 is 64x48"
+    assert [p.name for p in tmp_path.iterdir()] == ["frames"]  # nothing written
+
+
+def test_a_rotated_video_reads_upright_without_ffmpeg_size_warnings(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    source = write(clip(3), tmp_path / "clip.mp4", 10.0)  # 64x48
+    rotated = tmp_path / "rotated.mp4"  # the same stream, flagged to be shown turned by 90 degrees (a phone video)
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-display_rotation", "90", "-i", str(source),
+                    "-c", "copy", str(rotated)], check=True)  # fmt: skip
+    with caplog.at_level("WARNING"):
+        info = video.probe(rotated)
+        frames = list(video.iter_frames(rotated))
+    assert (info.width, info.height, info.frames) == (48, 64, 3) and [f.shape for f in frames] == [(64, 48, 3)] * 3
+    assert not [r for r in caplog.records if r.name.startswith("imageio_ffmpeg")], caplog.text
