@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import warnings
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from pathlib import Path
 import torch
 
 from nst_lessons import __version__
+from nst_lessons.arguments import add_loss_weight_arguments, add_network_arguments, int_at_least, non_negative, positive
 from nst_lessons.batch import is_batch_output, resolve_content, run_batch_command
 from nst_lessons.color import COLOR_MODES
 from nst_lessons.data import CLASSICS, EXAMPLES, OFFLINE, images_home, resolve_image
@@ -33,7 +33,7 @@ from nst_lessons.images import MIN_SIDE, ImageError, check_output_path, save_ima
 from nst_lessons.pyramid import parse_levels, pyramid_transfer
 from nst_lessons.style_space import add_style_space_parser
 from nst_lessons.transfer import CONTENT_LAYERS, INITS, OPTIMIZERS, PRECISIONS, STYLE_LAYERS, style_transfer
-from nst_lessons.vgg import CHECKPOINTS, POOLING, WEIGHTS, WeightsError, fetch_weights, resolve_layer, weights_home
+from nst_lessons.vgg import CHECKPOINTS, WeightsError, fetch_weights, resolve_layer, weights_home
 from nst_lessons.video import add_video_parser
 
 
@@ -48,27 +48,8 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: error: {message} (see --help)")
 
 
-def _int_at_least(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
 
 
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (value >= 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
-    return value
 
 
 def _layers(text: str) -> list[str]:
@@ -94,47 +75,21 @@ def _style_layers(text: str) -> dict[str, float] | list[str]:
         _layers(name)
         if name in weights:
             raise argparse.ArgumentTypeError(f"{name} is named twice in {text!r}")
-        weights[name] = _non_negative(w or "1")
+        weights[name] = non_negative(w or "1")
     return weights
 
 
-def _weights(text: str) -> str:
-    if text in WEIGHTS or Path(text).is_file():
-        return text
-    raise argparse.ArgumentTypeError(f"unknown weights {text!r}; expected {', '.join(WEIGHTS)} or a checkpoint file")
 
 
-def _device(text: str) -> torch.device:
-    try:
-        device = torch.device(text)
-    except RuntimeError:
-        device = torch.device("meta")
-    if device.type not in ("cpu", "cuda"):
-        raise argparse.ArgumentTypeError(f"unknown device {text!r}; expected cpu, cuda or cuda:N")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError("CUDA was asked for but no CUDA GPU is available to torch")
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise argparse.ArgumentTypeError(f"there is no {text}: torch sees {torch.cuda.device_count()} GPU(s)")
-    return device
 
 
-def _seed(text: str) -> int:
-    value = _int_at_least(0)(text)
-    if value >= 2**63:
-        raise argparse.ArgumentTypeError(f"must be below 2**63, got {text}")
-    return value
 
 
-def _positive(text: str) -> float:
-    value = _non_negative(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
 
 
 def _blend_weights(text: str) -> list[float]:
     """``0.7,0.3`` -> [0.7, 0.3], each a finite number >= 0."""
-    return [_non_negative(item.strip()) for item in text.split(",")]
+    return [non_negative(item.strip()) for item in text.split(",")]
 
 
 def _add_transfer(subparsers: argparse._SubParsersAction) -> None:
@@ -156,26 +111,18 @@ def _add_transfer(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="the result (.png, .jpg, ...) or, for a batch, a folder")
     p.add_argument("--overwrite", action="store_true", help="batch: replace existing results (default: keep them)")
-    p.add_argument("--size", type=_int_at_least(MIN_SIDE), default=512, help="long side of the output in px (default 512)")
-    p.add_argument("--style-size", type=_int_at_least(MIN_SIDE), help="long side of the style image(s) in px (default: --size)")
-    p.add_argument("--style-scale", type=_positive, help="long side of the style image(s) as a multiple of the output's (instead of --style-size)")
+    p.add_argument("--size", type=int_at_least(MIN_SIDE), default=512, help="long side of the output in px (default 512)")
+    p.add_argument("--style-size", type=int_at_least(MIN_SIDE), help="long side of the style image(s) in px (default: --size)")
+    p.add_argument("--style-scale", type=positive, help="long side of the style image(s) as a multiple of the output's (instead of --style-size)")
     p.add_argument("--style-blend-weights", type=_blend_weights, metavar="W,W,...", help="several styles: weights of their Grams, normalised to sum 1 (default equal)")
     p.add_argument("--content-mask", type=Path, action="append", metavar="MASK", help="region r's mask on the content image (white = in), once per region, with --style-mask")
     p.add_argument("--style-mask", type=Path, action="append", metavar="MASK", help="region r's mask on style r, once per region")
     p.add_argument("--preserve-color", choices=COLOR_MODES, help="keep the photo's colours: yuv (swap chroma after), luminance (transfer luminance only) or histogram (match the style's colours first)")
-    p.add_argument("--iterations", type=_int_at_least(1), default=500, help="optimiser iterations (default 500)")
+    p.add_argument("--iterations", type=int_at_least(1), default=500, help="optimiser iterations (default 500)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default="lbfgs", help="default lbfgs")
-    p.add_argument("--learning-rate", type=_positive, default=0.02, help="Adam's step size (default 0.02)")
+    p.add_argument("--learning-rate", type=positive, default=0.02, help="Adam's step size (default 0.02)")
     p.add_argument("--init", default="content", help=f"starting image: {', '.join(INITS)} or an image file (default content)")
-    p.add_argument(
-        "--weights",
-        type=_weights,
-        default="imagenet",
-        help="VGG-19 weights: imagenet, caffe, random (offline; not the paper's look) or a checkpoint file (default imagenet)",
-    )
-    p.add_argument("--pooling", choices=POOLING, default="max", help="default max; the paper uses avg")
-    p.add_argument("--device", type=_device, help="cpu, cuda or cuda:N (default: cuda when available)")
-    p.add_argument("--seed", type=_seed, help="seed for the noise init and random weights")
+    add_network_arguments(p, seed_help="seed for the noise init and random weights")
     p.add_argument("--content-layers", type=_layers, default=list(CONTENT_LAYERS), help="comma-separated (default relu4_2)")
     p.add_argument(
         "--style-layers",
@@ -183,13 +130,11 @@ def _add_transfer(subparsers: argparse._SubParsersAction) -> None:
         default=list(STYLE_LAYERS),
         help="comma-separated, optionally name:weight (default relu1_1,...,relu5_1, equal weights)",
     )
-    p.add_argument("--content-weight", type=_non_negative, help="alpha (default depends on --weights)")
-    p.add_argument("--style-weight", type=_non_negative, help="beta (default depends on --weights)")
-    p.add_argument("--tv-weight", type=_non_negative, help="gamma, total variation (default depends on --weights)")
+    add_loss_weight_arguments(p)
     p.add_argument("--tv-squared", action="store_true", help="squared total variation instead of the L1 form")
     p.add_argument("--normalize-gradients", action="store_true", help="scale each layer's loss gradient to unit L1 norm (jcjohnson's option); default weights become alpha 5, beta 100, gamma 1e-3: his numbers, but beta is shared by the style layers (his is per layer: 500 here matches it) and gamma acts on [0,1] pixels")
     p.add_argument("--gradients", choices=("autograd", "manual"), default="autograd", help="hand-derived dL/dF with 'manual'")
-    p.add_argument("--history-size", type=_int_at_least(1), default=100, help="L-BFGS history m (default 100); it holds 2 m x 3 x pixels floats")
+    p.add_argument("--history-size", type=int_at_least(1), default=100, help="L-BFGS history m (default 100); it holds 2 m x 3 x pixels floats")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="GPU arithmetic: fp32 (default, exact), tf32, or bf16 (fastest)")
     p.add_argument("--channels-last", action="store_true", help="channels-last feature maps (faster with tf32/bf16 on a GPU)")
     p.add_argument("--cuda-graphs", action="store_true", help="replay each L-BFGS iteration from a CUDA graph (GPU, --optimizer lbfgs)")
@@ -201,8 +146,8 @@ def _add_transfer(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-memory-check", action="store_true", help="skip the memory estimate that refuses runs too large for the device")
     p.add_argument("--history", type=Path, help="also write the loss history to this JSON file")
-    p.add_argument("--save-every", type=_int_at_least(1), metavar="N", help="write OUT_<iteration>.png every N iterations")
-    p.add_argument("--print-every", type=_int_at_least(1), metavar="N", help="print each loss term every N iterations")
+    p.add_argument("--save-every", type=int_at_least(1), metavar="N", help="write OUT_<iteration>.png every N iterations")
+    p.add_argument("--print-every", type=int_at_least(1), metavar="N", help="print each loss term every N iterations")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_transfer)
 

@@ -75,13 +75,14 @@ from scipy.spatial.distance import pdist, squareform
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from nst_lessons import arguments
 from nst_lessons.batch import check_results_folder, image_files
 from nst_lessons.download import sha256_of
 from nst_lessons.files import atomic_path
 from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, load_image, resize_long_side, to_tensor
 from nst_lessons.losses import gram_matrix
 from nst_lessons.transfer import CONTENT_LAYERS, STYLE_LAYERS
-from nst_lessons.vgg import POOLING, VGG19, load_vgg19, resolve_layer
+from nst_lessons.vgg import VGG19, load_vgg19, resolve_layer
 
 GRID = 4
 """The content descriptor averages the content layer over a GRID x GRID grid of regions."""
@@ -480,8 +481,6 @@ def throughput(model: VGG19, size: int = 128, batch_size: int = 8, batches: int 
 
 def add_style_space_parser(subparsers: argparse._SubParsersAction) -> None:
     """The ``style-space`` subcommand."""
-    from nst_lessons.cli import _device, _int_at_least, _weights
-
     p = subparsers.add_parser(
         "style-space",
         help="compare a folder of images by style and by content",
@@ -491,13 +490,11 @@ def add_style_space_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("folder", type=Path, help="the collection (subfolders included)")
     p.add_argument("-o", "--output", type=Path, required=True, help="folder for the results and the descriptor cache")
-    p.add_argument("--size", type=_int_at_least(MIN_SIDE), default=256, help="long side every image is brought to, px (default 256)")
-    p.add_argument("--weights", type=_weights, default="imagenet", help="imagenet, caffe, random or a checkpoint file (default imagenet)")
-    p.add_argument("--pooling", choices=POOLING, default="max", help="default max")
-    p.add_argument("--device", type=_device, help="cpu, cuda or cuda:N (default: cuda when available)")
-    p.add_argument("--batch-size", type=_int_at_least(1), default=16, help="images per batch (default 16)")
-    p.add_argument("--workers", type=_int_at_least(0), default=min(4, os.cpu_count() or 1), help="processes decoding files (default: up to 4)")
-    p.add_argument("--neighbours", type=_int_at_least(1), default=5, help="nearest neighbours listed per image (default 5)")
+    p.add_argument("--size", type=arguments.int_at_least(MIN_SIDE), default=256, help="long side every image is brought to, px (default 256)")
+    arguments.add_network_arguments(p)
+    p.add_argument("--batch-size", type=arguments.int_at_least(1), default=16, help="images per batch (default 16)")
+    p.add_argument("--workers", type=arguments.int_at_least(0), default=min(4, os.cpu_count() or 1), help="processes decoding files (default: up to 4)")
+    p.add_argument("--neighbours", type=arguments.int_at_least(1), default=5, help="nearest neighbours listed per image (default 5)")
     p.set_defaults(func=run_style_space)
 
 

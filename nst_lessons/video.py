@@ -66,13 +66,13 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from nst_lessons import memory
+from nst_lessons import arguments, memory
 from nst_lessons.data import resolve_image
 from nst_lessons.files import atomic_path
-from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, load_image, to_tensor
+from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, load_image
 from nst_lessons.targets import StyleTargets
 from nst_lessons.transfer import CONTENT_LAYERS, PRECISIONS, STYLE_LAYERS, TransferResult, memory_model, style_transfer
-from nst_lessons.vgg import POOLING, VGG19, default_device, load_vgg19
+from nst_lessons.vgg import VGG19, default_device, load_vgg19
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".gif")
 """Video files that can be written (and read)."""
@@ -733,8 +733,6 @@ def stylise_video(
 
 def add_video_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``nst-lessons video IN STYLE -o OUT``."""
-    from nst_lessons import cli  # here, not at the top: cli imports this module
-
     p = subparsers.add_parser(
         "video",
         help="stylise a video, frame by frame, with temporal consistency",
@@ -746,24 +744,19 @@ def add_video_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("input", type=Path, metavar="IN", help="a video file or a folder of frames")
     p.add_argument("style", help="style image: a file, or an example name such as starry_night or strokes")
     p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="where to write the result (.mp4, .webm, .gif or a folder)")
-    p.add_argument("--size", type=cli._int_at_least(MIN_SIDE), default=512, help="long side of the output frames in px (default 512)")
-    p.add_argument("--style-size", type=cli._int_at_least(MIN_SIDE), help="long side of the style image in px (default: --size)")
-    p.add_argument("--iterations", type=cli._int_at_least(1), default=300, help="L-BFGS iterations per frame (default 300)")
+    p.add_argument("--size", type=arguments.int_at_least(MIN_SIDE), default=512, help="long side of the output frames in px (default 512)")
+    p.add_argument("--style-size", type=arguments.int_at_least(MIN_SIDE), help="long side of the style image in px (default: --size)")
+    p.add_argument("--iterations", type=arguments.int_at_least(1), default=300, help="L-BFGS iterations per frame (default 300)")
     p.add_argument(
         "--temporal-weight",
-        type=cli._non_negative,
+        type=arguments.non_negative,
         help="lambda of the temporal loss (default: 1e8, the default beta, for imagenet and random weights; "
         "1e12 for caffe); 0 is plain frame-by-frame transfer",
     )
-    p.add_argument("--fps", type=cli._positive, help=f"frame rate of a folder of frames (default {FOLDER_FPS:g})")
-    p.add_argument("--max-frames", type=cli._int_at_least(1), help="stylise only the first N frames")
-    p.add_argument("--weights", type=cli._weights, default="imagenet", help="imagenet, caffe, random or a checkpoint file (default imagenet)")
-    p.add_argument("--pooling", choices=POOLING, default="max", help="default max")
-    p.add_argument("--device", type=cli._device, help="cpu, cuda or cuda:N (default: cuda when available)")
-    p.add_argument("--seed", type=cli._seed, help="seed for random weights")
-    p.add_argument("--content-weight", type=cli._non_negative, help="alpha (default depends on --weights)")
-    p.add_argument("--style-weight", type=cli._non_negative, help="beta (default depends on --weights)")
-    p.add_argument("--tv-weight", type=cli._non_negative, help="gamma, total variation (default depends on --weights)")
+    p.add_argument("--fps", type=arguments.positive, help=f"frame rate of a folder of frames (default {FOLDER_FPS:g})")
+    p.add_argument("--max-frames", type=arguments.int_at_least(1), help="stylise only the first N frames")
+    arguments.add_network_arguments(p, seed_help="seed for random weights")
+    arguments.add_loss_weight_arguments(p)
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="GPU arithmetic (default fp32)")
     p.add_argument("--no-memory-check", action="store_true", help="skip the memory estimate that refuses videos too large")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
