@@ -48,10 +48,6 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: error: {message} (see --help)")
 
 
-
-
-
-
 def _layers(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     if len(set(names)) != len(names):
@@ -77,14 +73,6 @@ def _style_layers(text: str) -> dict[str, float] | list[str]:
             raise argparse.ArgumentTypeError(f"{name} is named twice in {text!r}")
         weights[name] = non_negative(w or "1")
     return weights
-
-
-
-
-
-
-
-
 
 
 def _blend_weights(text: str) -> list[float]:

@@ -204,9 +204,7 @@ class Objective:
             raise ValueError(f"unknown gradients {gradients!r}; expected 'autograd' or 'manual'")
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; expected {', '.join(PRECISIONS)}")
-        if channels_last and not _is_channels_last(model):
-            model = copy.deepcopy(model).to(memory_format=torch.channels_last)
-        self.model = model
+        self.model = _run_model(model, next(model.parameters()).dtype, channels_last)
         self.content_layers = tuple(content_layers)
         self.style_layers = dict(style_layers)
         self.layers = tuple(dict.fromkeys((*self.content_layers, *self.style_layers)))
@@ -307,7 +305,7 @@ def _check_weight(name: str, value: float) -> None:
         raise ValueError(f"{name} must be a finite number >= 0, got {value}")
 
 
-def _initial_image(init: str | ImageLike, content: Tensor, style_image: Image.Image, seed: int | None) -> Tensor:
+def _initial_image(init: str | ImageLike, content: Tensor, style: Tensor, seed: int | None) -> Tensor:
     h, w = content.shape[-2:]
     if isinstance(init, str) and init == "content":
         return content.clone(memory_format=torch.contiguous_format)
@@ -315,7 +313,7 @@ def _initial_image(init: str | ImageLike, content: Tensor, style_image: Image.Im
         generator = torch.Generator().manual_seed(0 if seed is None else seed)
         return torch.rand(content.shape, generator=generator).to(content)
     if isinstance(init, str) and init == "style":
-        return to_tensor(style_image.resize((w, h), Image.Resampling.LANCZOS)).to(content)
+        return to_tensor(to_pil(style).resize((w, h), Image.Resampling.LANCZOS)).to(content)
     if isinstance(init, Tensor):  # e.g. a pyramid level's result: resized in float, not rounded to 8 bits
         if init.dim() not in (3, 4) or init.shape[-3] != 3:
             raise ValueError(f"expected an init image of shape (3,H,W) or (1,3,H,W), got {tuple(init.shape)}")
@@ -757,7 +755,7 @@ def style_transfer(
         p, style_tensors, finish = _color_hooks(preserve_color, photo, [to_tensor(im, device, dtype) for im in style_images])
         targets = style_targets or StyleTargets.from_tensors(
             model, style_tensors, style_layers=layer_weights, size=output_size, blend_weights=style_blend_weights,
-            masks=None if mask_pairs is None else [(c.to(p), s.to(p)) for c, s in mask_pairs],
+            masks=mask_pairs,  # moved to the features' device and dtype there
             precision=precision, channels_last=channels_last,
         )  # fmt: skip
         frame = _temporal_target(temporal, p) if temporal is not None and temporal_weight else None
@@ -765,7 +763,7 @@ def style_transfer(
             model, p, targets, content_layers, layer_weights, alpha, beta, gamma, tv_squared, gradients, precision, channels_last,
             temporal=frame, temporal_weight=temporal_weight, normalize_gradients=normalize_gradients,
         )  # fmt: skip
-        x = _initial_image(init, p, to_pil(style_tensors[0]), seed).requires_grad_(True)
+        x = _initial_image(init, p, style_tensors[0], seed).requires_grad_(True)
         tracker = Tracker(x, iterations, keep_last=normalize_gradients)
         iterate = iteration(objective, x, tracker, optimizer, history_size, learning_rate)
         if cuda_graphs and device.type == "cuda":
@@ -777,7 +775,7 @@ def style_transfer(
             if print_every is not None and i % print_every == 0:
                 _print_terms(i, iterations, tracker.records[i - 1].tolist())
             if save_every is not None and i % save_every == 0:
-                save_image(to_pil(finish(x.detach().clamp(0, 1))), snapshot_path(save_path, i))
+                save_image(finish(x.detach().clamp(0, 1)), snapshot_path(save_path, i))
             if callback is not None and callback(TransferState(i, loss, x.detach(), loop.history())):
                 return f"stopped by the callback at iteration {i}"
             return None

@@ -69,14 +69,14 @@ def test_masks_and_blend_weights_are_checked_at_every_level_before_the_model_loa
 
 def test_a_tensor_init_is_resized_in_float_not_rounded() -> None:
     content = to_tensor(load_image(CONTENT, 64))
-    style_image = load_image(STYLE, 64)
+    style = to_tensor(load_image(STYLE, 64))
     init = torch.full((3, *content.shape[-2:]), 0.123456)
-    same = transfer._initial_image(init, content, style_image, None)
+    same = transfer._initial_image(init, content, style, None)
     assert same.shape == content.shape and torch.equal(same, init.unsqueeze(0))
     small = torch.rand(1, 3, 20, 17)
-    assert transfer._initial_image(small, content, style_image, None).shape == content.shape
+    assert transfer._initial_image(small, content, style, None).shape == content.shape
     with pytest.raises(ValueError, match="init image of shape"):
-        transfer._initial_image(torch.rand(4, 8, 8), content, style_image, None)
+        transfer._initial_image(torch.rand(4, 8, 8), content, style, None)
 
 
 def test_the_last_level_is_checked_before_the_first_runs(monkeypatch: pytest.MonkeyPatch) -> None:
