@@ -17,6 +17,7 @@ import os
 from collections.abc import Sequence
 
 import torch
+from PIL import Image
 
 from nst_lessons import memory
 from nst_lessons.images import ImageLike, load_image
@@ -89,13 +90,14 @@ def pyramid_transfer(
     levels = check_levels(levels)
     final_size = levels[-1][0]
     level_style_sizes = [round(style_size * size / final_size) if style_size else None for size, _ in levels]
-    _check_styles(content, style, levels, level_style_sizes, options)
+    content, styles = load_image(content), [load_image(s) for s in as_list(style)]  # decoded once, resized per level
+    _check_styles(content, styles, levels, level_style_sizes, options)
     model = weights if isinstance(weights, VGG19) else load_vgg19(weights, pooling, default_device(device), seed=seed or 0)
     if check_memory:
         last = _DEFAULTS | options
         content_image = load_image(content, final_size)
         long_side = style_long_side((content_image.height, content_image.width), style_size, last["style_scale"])
-        style_image = max((load_image(s, long_side) for s in as_list(style)), key=lambda im: im.width * im.height)
+        style_image = max((load_image(s, long_side) for s in styles), key=lambda im: im.width * im.height)
         estimate_at = memory_model(
             content_image.size, style_image.size, last["content_layers"], style_layer_weights(last["style_layers"]),
             pooling=model.pooling, precision=last["precision"], optimizer=last["optimizer"],
@@ -106,7 +108,7 @@ def pyramid_transfer(
     result: TransferResult | None = None
     for (size, iterations), level_style_size in zip(levels, level_style_sizes):
         result = style_transfer(
-            content, style, size=size, iterations=iterations, weights=model, seed=seed, style_size=level_style_size,
+            content, styles, size=size, iterations=iterations, weights=model, seed=seed, style_size=level_style_size,
             init=init if result is None else result.raw, check_memory=check_memory, **options,
         )  # fmt: skip
         summary.append({"size": size, "iterations": result.iterations, "seconds": result.seconds, "best_loss": result.best_loss})
@@ -118,15 +120,15 @@ def pyramid_transfer(
 
 
 def _check_styles(
-    content: ImageLike,
-    style: ImageLike | Sequence[ImageLike],
+    content: Image.Image,
+    styles: Sequence[Image.Image],
     levels: Sequence[tuple[int, int]],
     style_sizes: Sequence[int | None],
     options: dict[str, object],
 ) -> None:
     """The blend weights, and the masks at every level's size (a region may vanish at a deep layer
     of a small level), checked as :func:`style_transfer` checks them, but before the model loads."""
-    styles, masks = as_list(style), options.get("masks")
+    masks = options.get("masks")
     if masks is None:
         normalised_blend_weights(options.get("style_blend_weights"), len(styles))  # type: ignore[arg-type]
         return
