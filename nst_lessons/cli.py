@@ -223,9 +223,7 @@ def _run_transfer(args: argparse.Namespace) -> int:
     if args.history is not None:
         args.history.write_text(json.dumps({"settings": result.settings, "history": result.history}, indent=1, default=str))
     per_it = 1000 * result.seconds / max(result.iterations, 1)
-    written = (  # the loss of the image written: the last one with --normalize-gradients
-        f"last loss {result.history[-1]['total']:.4g}" if args.normalize_gradients and result.history else f"best loss {result.best_loss:.4g}"
-    )
+    written = f"{'last' if args.normalize_gradients else 'best'} loss {result.best_loss:.4g}"  # the image written's
     print(
         f"wrote {args.output} ({result.image.width}x{result.image.height}) after {result.iterations} iterations "
         f"in {result.seconds:.1f} s ({per_it:.1f} ms/iteration), {written}"

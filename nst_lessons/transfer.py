@@ -131,7 +131,12 @@ class TransferResult:
 
     @property
     def best_loss(self) -> float:
-        return min((h["total"] for h in self.history), default=math.inf)
+        """The total loss of ``image``: the lowest recorded, or with ``normalize_gradients`` the last
+        finite one (the image kept then is the last)."""
+        totals = [h["total"] for h in self.history]
+        if self.settings.get("normalize_gradients"):
+            return next((t for t in reversed(totals) if math.isfinite(t)), math.inf)
+        return min(totals, default=math.inf)
 
 
 @dataclass

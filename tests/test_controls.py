@@ -263,6 +263,7 @@ def test_normalised_gradients_return_the_last_image_evaluated(random_model, phot
     assert result.settings["style_weight"] == 100.0
     assert not torch.equal(result.tensor, photo)  # not the starting image, whatever the recorded totals
     assert torch.equal(result.tensor, seen[-2].clamp(0, 1))
+    assert result.best_loss == result.history[-1]["total"]  # the loss of the image returned, not the minimum
 
 
 def test_snapshots_are_the_image_at_every_nth_iteration(random_model, tmp_path) -> None:  # noqa: ANN001
