@@ -21,7 +21,7 @@ from PIL import Image
 
 from nst_lessons import memory
 from nst_lessons.images import ImageLike, load_image
-from nst_lessons.targets import STYLE_LAYERS, as_list, load_masks, normalised_blend_weights, style_layer_weights, style_long_side
+from nst_lessons.targets import STYLE_LAYERS, as_list, load_styles, normalised_blend_weights, style_layer_weights, style_long_side
 from nst_lessons.transfer import TransferResult, memory_model, style_transfer
 from nst_lessons.vgg import VGG19, default_device, load_vgg19
 
@@ -134,10 +134,10 @@ def _check_styles(
         return
     for (size, _), style_size in zip(levels, style_sizes):
         content_image = load_image(content, size)
-        output_size = (content_image.height, content_image.width)
-        long_side = style_long_side(output_size, style_size, options.get("style_scale"))  # type: ignore[arg-type]
-        style_hw = [load_image(s, long_side).size[::-1] for s in styles]
-        load_masks(masks, output_size, style_hw, options.get("style_blend_weights"), options.get("style_layers", STYLE_LAYERS))  # type: ignore[arg-type]
+        load_styles(
+            styles, (content_image.height, content_image.width), style_size, options.get("style_scale"),  # type: ignore[arg-type]
+            masks, options.get("style_blend_weights"), options.get("style_layers", STYLE_LAYERS),  # type: ignore[arg-type]
+        )  # fmt: skip
 
 
 __all__ = ["check_levels", "parse_levels", "pyramid_transfer"]

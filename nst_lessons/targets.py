@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
+from PIL import Image
 from torch import Tensor
 
 from nst_lessons import losses, memory
@@ -182,10 +183,9 @@ class StyleTargets:
     ) -> StyleTargets:
         """Load the style image(s) at their long side (:func:`style_long_side`) and their masks,
         and compute the targets for an output of ``size`` = (H, W) (:meth:`from_tensors`)."""
-        images = [load_image(s, style_long_side(size, style_size, style_scale)) for s in as_list(styles)]
+        images, pairs = load_styles(styles, size, style_size, style_scale, masks, blend_weights, style_layers)
         device = next(model.parameters()).device if device is None else torch.device(device)
         tensors = [to_tensor(im, device, dtype) for im in images]
-        pairs = None if masks is None else load_masks(masks, size, [im.size[::-1] for im in images], blend_weights, style_layers)
         return cls.from_tensors(
             model, tensors, style_layers=style_layers, size=size, blend_weights=blend_weights, masks=pairs, precision=precision
         )
@@ -229,6 +229,23 @@ def load_masks(
                 check_covers(T, f"{side} mask {r} (at {name})")
         pairs.append(pair)
     return pairs
+
+
+def load_styles(
+    styles: ImageLike | Sequence[ImageLike],
+    size: tuple[int, int],
+    style_size: int | None = None,
+    style_scale: float | None = None,
+    masks: Sequence[tuple[ImageLike, ImageLike]] | None = None,
+    blend_weights: Sequence[float] | None = None,
+    style_layers: Sequence[str] | Mapping[str, float] = STYLE_LAYERS,
+) -> tuple[list[Image.Image], list[tuple[Tensor, Tensor]] | None]:
+    """The style image(s) for an output of ``size`` = (H, W), each at its long side
+    (:func:`style_long_side`), and their region masks checked and resized (:func:`load_masks`), or
+    ``None`` without masks."""
+    images = [load_image(s, style_long_side(size, style_size, style_scale)) for s in as_list(styles)]
+    pairs = None if masks is None else load_masks(masks, size, [(im.height, im.width) for im in images], blend_weights, style_layers)
+    return images, pairs
 
 
 def as_list(styles: ImageLike | Sequence[ImageLike]) -> list[ImageLike]:

@@ -48,10 +48,9 @@ from nst_lessons.targets import (
     StyleTargets,
     as_list,
     features,
-    load_masks,
+    load_styles,
     normalised_blend_weights,
     style_layer_weights,
-    style_long_side,
 )
 from nst_lessons.vgg import VGG19, default_device, load_vgg19, resolve_layer
 
@@ -735,11 +734,8 @@ def style_transfer(
     styles = as_list(style)
     if style_targets is None and masks is None:
         normalised_blend_weights(style_blend_weights, len(styles))  # checked before any work
-    style_images = [load_image(s, style_long_side(output_size, style_size, style_scale)) for s in styles]
-    mask_pairs = (  # checked before the model is loaded
-        None
-        if masks is None
-        else load_masks(masks, output_size, [(im.height, im.width) for im in style_images], style_blend_weights, layer_weights)
+    style_images, mask_pairs = load_styles(  # masks checked before the model is loaded
+        styles, output_size, style_size, style_scale, masks, style_blend_weights, layer_weights
     )
     model, device, weights_name = _load_model(weights, pooling, device, seed)
     alpha, beta, gamma = _loss_weights(weights_name, model, normalize_gradients, (content_weight, style_weight, tv_weight))
