@@ -366,7 +366,8 @@ def describe_folder(
     known = _read_manifest(manifest_path)
     paths = image_files([folder], recursive=True)
     if exclude is not None:
-        paths = [p for p in paths if not p.resolve().is_relative_to(Path(exclude).resolve())]
+        excluded = Path(exclude).resolve()
+        paths = [p for p in paths if not p.resolve().is_relative_to(excluded)]
     entries = _hash_files(folder, paths, known)
     _write_manifest(manifest_path, settings, entries)  # descriptors are found by hash: a Ctrl-C loses none
     skipped = [(name, e["error"]) for name, e in entries.items() if "error" in e]
