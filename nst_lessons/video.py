@@ -69,7 +69,7 @@ from tqdm import tqdm
 from nst_lessons import arguments, memory
 from nst_lessons.data import resolve_image
 from nst_lessons.files import atomic_path
-from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, load_image
+from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, load_image, to_uint8
 from nst_lessons.targets import StyleTargets
 from nst_lessons.transfer import CONTENT_LAYERS, PRECISIONS, STYLE_LAYERS, TransferResult, memory_model, style_transfer
 from nst_lessons.vgg import VGG19, default_device, load_vgg19
@@ -115,7 +115,7 @@ def optical_flow(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     Returns:
         f, (H,W,2) float32, in pixels: f[..., 0] along x (columns), f[..., 1] along y (rows).
     """
-    grey = [cv2.cvtColor(_to_uint8(a), cv2.COLOR_RGB2GRAY) for a in (source, target)]
+    grey = [cv2.cvtColor(to_uint8(a), cv2.COLOR_RGB2GRAY) for a in (source, target)]
     return cv2.DISOpticalFlow_create(DIS_PRESET).calc(grey[0], grey[1], None)
 
 
@@ -193,10 +193,6 @@ def warped_difference(input_before: np.ndarray, input_now: np.ndarray, before: n
     backward, c = frame_flow(_to_float(input_before), _to_float(input_now))
     d = np.abs(_to_float(now) - warp(_to_float(before), backward)).mean(-1)
     return float((c * d).sum() / max(c.sum(), 1.0))
-
-
-def _to_uint8(a: np.ndarray) -> np.ndarray:
-    return a if a.dtype == np.uint8 else np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def _to_float(a: np.ndarray) -> np.ndarray:
@@ -534,7 +530,7 @@ class VideoWriter:
 
     def append(self, frame: np.ndarray) -> None:
         """Add a frame, (H,W,3) uint8 or float in [0,1], of this writer's size."""
-        frame = np.ascontiguousarray(_to_uint8(frame))
+        frame = np.ascontiguousarray(to_uint8(frame))
         if frame.shape != (self.size[1], self.size[0], 3):
             raise VideoError(f"a frame of shape {frame.shape} in a {self.size[0]}x{self.size[1]} video")
         if self._ffmpeg is not None:
@@ -711,7 +707,7 @@ def stylise_video(
     with VideoWriter(output, info.fps, wh) as writer:
         try:
             for frame in stylise_frames(frames, style_image, size=wh, weights=model, **options):  # type: ignore[arg-type]
-                written = _to_uint8(frame.output)
+                written = to_uint8(frame.output)
                 writer.append(written)
                 if previous is not None:
                     flicker.append(warped_difference(previous[0], frame.content, previous[1], written))
