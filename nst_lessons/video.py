@@ -67,6 +67,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from nst_lessons import arguments, memory
+from nst_lessons.batch import is_batch_output
 from nst_lessons.data import resolve_image
 from nst_lessons.files import atomic_path
 from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, load_image, to_uint8
@@ -456,7 +457,7 @@ def iter_frames(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
 def output_kind(path: str | os.PathLike[str]) -> str:
     """``"mp4"``, ``"webm"``, ``"gif"``, or ``"folder"`` (no suffix, or an existing folder)."""
     path = Path(path)
-    if path.is_dir() or not path.suffix:
+    if is_batch_output(path):
         return "folder"
     if path.suffix.lower() in VIDEO_SUFFIXES:
         return path.suffix.lower()[1:]
