@@ -583,7 +583,7 @@ def _umask() -> int:
 
 
 def check_fits(
-    info: VideoInfo,
+    frames: int,
     frame: tuple[int, int],
     style: tuple[int, int],
     kind: str,
@@ -599,7 +599,8 @@ def check_fits(
     room to spare).
 
     Args:
-        info: the input. frame, style: (width, height) of the output frames and the style image.
+        frames: how many frames will be stylised. frame, style: (width, height) of the output frames
+            and the style image.
         kind: the output's :func:`output_kind`. settings: keyword arguments of :func:`memory.estimate`.
 
     Raises:
@@ -619,11 +620,11 @@ def check_fits(
     host = memory.available_bytes(torch.device("cpu"))
     per_gif_frame = 2 * frame[0] * frame[1] * 3  # uint8 RGB, in the list and in the palette images
     on_host = needed.total if device.type == "cpu" else 0
-    buffered = info.frames * per_gif_frame + on_host
+    buffered = frames * per_gif_frame + on_host
     if host is not None and buffered > 0.9 * host:
         fit = max(0, int((0.9 * host - on_host) // per_gif_frame))
         raise memory.InsufficientMemoryError(
-            f"a {info.frames}-frame {frame[0]}x{frame[1]} GIF is assembled in memory and needs about "
+            f"a {frames}-frame {frame[0]}x{frame[1]} GIF is assembled in memory and needs about "
             f"{buffered / 2**30:.1f} GiB but {host / 2**30:.1f} GiB are free; about {fit} frames fit "
             "(write .mp4 or .webm, which are streamed, or use --max-frames or a smaller --size)"
         )
@@ -692,7 +693,7 @@ def stylise_video(
     style_image = load_image(style, options.get("style_size") or max(wh))  # type: ignore[arg-type]
     if check_memory:  # before the weights are loaded (or downloaded)
         settings = {k: options[k] for k in ("precision", "optimizer", "history_size") if k in options}
-        check_fits(dataclasses.replace(info, frames=total), wh, style_image.size, kind, run_device,
+        check_fits(total, wh, style_image.size, kind, run_device,
                    content_layers=options.get("content_layers", CONTENT_LAYERS),  # type: ignore[arg-type]
                    style_layers=list(options.get("style_layers", STYLE_LAYERS)),  # type: ignore[call-overload]
                    pooling=weights.pooling if isinstance(weights, VGG19) else pooling, tv=options.get("tv_weight") != 0,

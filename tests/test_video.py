@@ -195,12 +195,11 @@ def test_ctrl_c_in_the_first_frame_writes_nothing(tmp_path: Path, monkeypatch: p
 
 def test_a_video_too_large_or_too_long_is_refused_up_front(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(memory, "available_bytes", lambda device: 4 * 2**30)
-    info = video.VideoInfo(Path("clip.mp4"), 100_000, 25.0, 1920, 1080)
-    video.check_fits(info, (256, 144), (256, 256), "mp4", video.default_device("cpu"))  # streamed: any length
+    video.check_fits(100_000, (256, 144), (256, 256), "mp4", video.default_device("cpu"))  # streamed: any length
     with pytest.raises(memory.InsufficientMemoryError, match=r"100000-frame 256x144 GIF .* about \d+ frames fit"):
-        video.check_fits(info, (256, 144), (256, 256), "gif", video.default_device("cpu"))
+        video.check_fits(100_000, (256, 144), (256, 256), "gif", video.default_device("cpu"))
     with pytest.raises(memory.InsufficientMemoryError, match="the largest size that fits"):
-        video.check_fits(info, (4096, 2304), (4096, 4096), "mp4", video.default_device("cpu"))
+        video.check_fits(100_000, (4096, 2304), (4096, 4096), "mp4", video.default_device("cpu"))
 
 
 def test_refusal_through_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
