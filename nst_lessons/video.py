@@ -50,9 +50,7 @@ import logging
 import math
 import os
 import re
-import shutil
 import sys
-import tempfile
 import warnings
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -69,7 +67,7 @@ from tqdm import tqdm
 from nst_lessons import arguments, memory
 from nst_lessons.batch import is_batch_output
 from nst_lessons.data import resolve_image
-from nst_lessons.files import atomic_path
+from nst_lessons.files import atomic_dir, atomic_path
 from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, load_image, to_uint8
 from nst_lessons.targets import StyleTargets
 from nst_lessons.transfer import CONTENT_LAYERS, PRECISIONS, STYLE_LAYERS, TransferResult, memory_model, style_transfer
@@ -516,10 +514,7 @@ class VideoWriter:
         self._ffmpeg: Generator[None, np.ndarray | None, None] | None = None
 
     def __enter__(self) -> VideoWriter:
-        if self.kind == "folder":
-            self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent))
-        else:
-            self._tmp = self._files.enter_context(atomic_path(self.path))
+        self._tmp = self._files.enter_context((atomic_dir if self.kind == "folder" else atomic_path)(self.path))
         if self.kind in ("mp4", "webm"):
             quality = {"mp4": ["-crf", "18"], "webm": ["-crf", "30", "-b:v", "0"]}[self.kind]
             self._ffmpeg = imageio_ffmpeg.write_frames(
@@ -564,19 +559,7 @@ class VideoWriter:
             if self._ffmpeg is not None:
                 with contextlib.suppress(Exception):  # ffmpeg may already be gone; the file is dropped anyway
                     self._ffmpeg.close()
-            if self.kind != "folder":
-                self._files.__exit__(kind, error, None)  # atomic_path: replace on success, else unlink
-            elif kind is None:
-                os.chmod(self._tmp, 0o777 & ~_umask())
-                os.replace(self._tmp, self.path)
-            else:
-                shutil.rmtree(self._tmp, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+            self._files.__exit__(kind, error, None)  # atomic_path / atomic_dir: replace on success, else remove
 
 
 # --------------------------------------------------------------------------- memory
