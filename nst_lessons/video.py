@@ -182,14 +182,22 @@ def warped_differences(outputs: Sequence[np.ndarray], inputs: Sequence[np.ndarra
     return np.array([warped_difference(inputs[i - 1], inputs[i], outputs[i - 1], outputs[i]) for i in range(1, len(outputs))])
 
 
-def warped_difference(input_before: np.ndarray, input_now: np.ndarray, before: np.ndarray, now: np.ndarray) -> float:
+def warped_difference(
+    input_before: np.ndarray,
+    input_now: np.ndarray,
+    before: np.ndarray,
+    now: np.ndarray,
+    flow: tuple[np.ndarray, np.ndarray] | None = None,
+) -> float:
     """One term of :func:`warped_differences`: mean |y_i − ω(y_(i-1))| over the pixels with c = 1.
 
     Args:
         input_before, input_now: the input frames i-1 and i; before, now: y_(i-1) and y_i; all
             (H,W,3), uint8 or float in [0,1].
+        flow: ``(backward, c)`` of :func:`frame_flow` for these input frames, if already computed
+            (as :attr:`Frame.flow` and :attr:`Frame.weights`); otherwise it is computed here.
     """
-    backward, c = frame_flow(_to_float(input_before), _to_float(input_now))
+    backward, c = flow if flow is not None else frame_flow(_to_float(input_before), _to_float(input_now))
     d = np.abs(_to_float(now) - warp(_to_float(before), backward)).mean(-1)
     return float((c * d).sum() / max(c.sum(), 1.0))
 
@@ -208,15 +216,19 @@ class Frame:
     Attributes:
         output: y_i, (H,W,3) float32 in [0,1] (not rounded to 8 bits).
         content: the input frame at the output's size, (H,W,3) float32 in [0,1].
-        weights: c, (H,W) float32, or ``None`` for the first frame and for λ = 0.
+        weights: c, (H,W) float32, or ``None`` where not computed (the first frame; λ = 0 without
+            ``warm_start``).
         result: the frame's :class:`~nst_lessons.transfer.TransferResult` (its history has the
             ``temporal`` term).
+        flow: ŵ, the backward flow of :func:`frame_flow` (H,W,2) float32, computed with c;
+            ``None`` where c is.
     """
 
     output: np.ndarray
     content: np.ndarray
     weights: np.ndarray | None
     result: TransferResult
+    flow: np.ndarray | None = None
 
 
 _OWN_OPTIONS = ("init", "temporal", "temporal_weight", "size", "weights", "progress", "check_memory", "callback",
@@ -299,7 +311,7 @@ def stylise_frames(
                 )  # fmt: skip
         p = np.asarray(content_im, dtype=np.float32) / 255.0
         init: str | torch.Tensor = "content"
-        c = temporal = None
+        backward = c = temporal = None
         if previous is not None and (lam > 0 or warm):
             backward, c = frame_flow(previous[0], p)
             warped = warp(previous[1], backward)
@@ -319,7 +331,7 @@ def stylise_frames(
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         y = result.tensor[0].permute(1, 2, 0).numpy()
         previous = (p, y)
-        yield Frame(y, p, c, result)
+        yield Frame(y, p, c, result, backward)
 
 
 def _chw(a: np.ndarray) -> torch.Tensor:
@@ -695,7 +707,8 @@ def stylise_video(
                 written = to_uint8(frame.output)
                 writer.append(written)
                 if previous is not None:
-                    flicker.append(warped_difference(previous[0], frame.content, previous[1], written))
+                    flow = None if frame.flow is None else (frame.flow, frame.weights)
+                    flicker.append(warped_difference(previous[0], frame.content, previous[1], written, flow))
                 previous = (frame.content, written)
                 seconds += frame.result.seconds
                 bar.set_postfix(loss=f"{frame.result.best_loss:.3g}")

@@ -153,6 +153,24 @@ def test_temporal_loss_reduces_flicker(tmp_path: Path, one_thread: None, capsys:
     assert (flicker[None] < flicker["0"]).all()  # on every frame, not only on average
 
 
+@pytest.mark.parametrize("temporal_weight", [None, 0.0])
+def test_the_reported_flicker_reuses_the_frames_flow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: VGG19, one_thread: None, temporal_weight: float | None
+) -> None:
+    """ŵ and c are computed once per pair of frames (by stylise_frames, or for the flicker when λ = 0),
+    and the flicker is exactly warped_differences of the frames written."""
+    frames = clip(3)
+    source = write(frames, tmp_path / "clip", 10.0)  # PNG frames: lossless
+    real, calls = video.frame_flow, []
+    monkeypatch.setattr(video, "frame_flow", lambda *a: calls.append(1) or real(*a))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = video.stylise_video(source, resolve_image("strokes"), tmp_path / "out", size=64, weights=model,
+                                     iterations=2, temporal_weight=temporal_weight, progress=False)  # fmt: skip
+    assert len(calls) == len(frames) - 1
+    assert np.array_equal(result.flicker, video.warped_differences(list(video.iter_frames(tmp_path / "out")), frames))
+
+
 def _interrupt_at(monkeypatch: pytest.MonkeyPatch, frame: int) -> None:
     """Ctrl-C during the given frame's optimisation (counting from 1), as style_transfer sees it."""
     real, calls = video.style_transfer, []
