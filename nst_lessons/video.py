@@ -398,7 +398,7 @@ def probe(path: str | os.PathLike[str], fps: float | None = None) -> VideoInfo:
     try:
         if suffix == ".gif":
             durations = _gif_durations(path)
-            first = next(iter_frames(path))
+            first = next(iter_frames(path))  # decoded: a GIF cut inside frame 1 still has a readable header
             total = sum(durations)
             rate = 1000.0 * len(durations) / total if total else 10.0  # browsers play a 0 delay at 10 fps
             return VideoInfo(path, len(durations), rate, first.shape[1], first.shape[0])

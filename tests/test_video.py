@@ -235,6 +235,7 @@ def test_refusal_through_the_command_line(tmp_path: Path, monkeypatch: pytest.Mo
 
 BAD = [
     ("broken.mp4", "out.gif", [], "is not a readable video"),
+    ("truncated.gif", "out.gif", [], "truncated.gif is not a readable video"),  # its header alone is fine
     ("notes.txt", "out.gif", [], "cannot read 'notes.txt'"),
     ("missing.mp4", "out.gif", [], "no video file or folder of frames at"),
     ("empty", "out.gif", [], "no frames"),
@@ -250,7 +251,8 @@ BAD = [
 def test_bad_input_is_one_line_and_writes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], source: str, output: str, extra: list[str], message: str
 ) -> None:
-    write(clip(2), tmp_path / "clip.gif", 10.0)
+    gif = write(clip(2), tmp_path / "clip.gif", 10.0).read_bytes()
+    (tmp_path / "truncated.gif").write_bytes(gif[: len(gif) // 4])  # cut inside frame 1
     (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)
     (tmp_path / "notes.txt").write_text("not a video")
     (tmp_path / "empty").mkdir()
