@@ -174,7 +174,7 @@ def run_batch(
     out_dir = check_results_folder(out_dir)
     out_dir.mkdir(exist_ok=True)
     model = weights if isinstance(weights, VGG19) else load_vgg19(weights, pooling=pooling, device=device)
-    targets: StyleTargets | None = None
+    base: StyleTargets | None = None  # the first image's targets, which every other's are rescaled from
     per_image = {key: value for key, value in options.items() if key not in _TARGET_OPTIONS}
     report = BatchReport()
     claimed: dict[str, Path] = {}
@@ -193,7 +193,9 @@ def run_batch(
             else:
                 image = load_image(content, options.get("size", 512))  # type: ignore[arg-type]
                 size = (image.height, image.width)
-                targets = targets.at(size) if targets is not None else _shared_targets(model, styles, size, options)
+                if base is None:
+                    base = _shared_targets(model, styles, size, options)
+                targets = base.at(size) if base is not None else None
                 run = options if targets is None else dict(per_image, style_targets=targets)
                 result = style_transfer(image, styles, weights=model, device=device, **run)
         except torch.OutOfMemoryError:

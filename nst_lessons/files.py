@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,3 +34,20 @@ def atomic_path(dest: Path) -> Iterator[Path]:
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_dir(dest: Path) -> Iterator[Path]:
+    """A temporary folder beside ``dest`` that becomes ``dest`` (absent or empty) only if the block succeeds.
+
+    As :func:`atomic_path` for a folder of files: readers see no folder or the complete one, a
+    failure (or Ctrl-C) removes the temporary folder and all it holds, and the folder gets the usual
+    permissions (0777 less the umask), not mkdtemp's owner-only 0700.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())
+        os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

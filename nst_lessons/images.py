@@ -63,7 +63,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         full_scale = 0.0
     if full_scale:
         a = np.asarray(im, dtype=np.float64) / full_scale
-        im = Image.fromarray(np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+        im = Image.fromarray(to_uint8(a), mode="L")
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -97,8 +97,7 @@ def load_image(image: ImageLike, size: int | None = None) -> Image.Image:
     elif isinstance(image, Tensor):
         im = to_pil(image)
     elif isinstance(image, np.ndarray):
-        a = image if image.dtype == np.uint8 else np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        im = _to_rgb(Image.fromarray(a))
+        im = _to_rgb(Image.fromarray(to_uint8(image)))
     else:
         im = _to_rgb(_open(image))
     original = im.size
@@ -131,8 +130,12 @@ def to_pil(x: Tensor) -> Image.Image:
         x = x[0]
     if x.dim() != 3 or x.shape[0] != 3:
         raise ImageError(f"expected an RGB tensor of shape (3,H,W), got {tuple(x.shape)}")
-    a = (x.detach().float().clamp(0, 1) * 255.0 + 0.5).byte().permute(1, 2, 0).cpu().numpy()
-    return Image.fromarray(a, mode="RGB")
+    return Image.fromarray(to_uint8(x.detach().float().permute(1, 2, 0).cpu().numpy()), mode="RGB")
+
+
+def to_uint8(a: np.ndarray) -> np.ndarray:
+    """Values in [0,1] (clipped) -> uint8, rounded to nearest; a uint8 array is returned as it is. Any shape."""
+    return a if a.dtype == np.uint8 else np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def check_output_path(path: str | os.PathLike[str]) -> str:

@@ -17,6 +17,7 @@ from typing import Any, Union
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
@@ -43,9 +44,14 @@ def to_array(image: ImageInput) -> np.ndarray:
     if isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"), dtype=np.float64) / 255.0
     channels_first = isinstance(image, Tensor)
-    raw = image.detach().cpu().numpy() if channels_first else np.asarray(image)
-    integer = np.issubdtype(raw.dtype, np.integer)
-    a = raw.astype(np.float64)
+    if channels_first:
+        integer = not (image.dtype.is_floating_point or image.dtype.is_complex or image.dtype == torch.bool)
+        t = image.detach().cpu()
+        a = (t if integer else t.double()).numpy().astype(np.float64)  # numpy has no bfloat16
+    else:
+        raw = np.asarray(image)
+        integer = np.issubdtype(raw.dtype, np.integer)
+        a = raw.astype(np.float64)
     if a.ndim == 4:
         if a.shape[0] != 1:
             raise ValueError(f"expected one image, got a batch of {a.shape[0]}")

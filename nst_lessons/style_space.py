@@ -366,8 +366,10 @@ def describe_folder(
     known = _read_manifest(manifest_path)
     paths = image_files([folder], recursive=True)
     if exclude is not None:
-        paths = [p for p in paths if not p.resolve().is_relative_to(Path(exclude).resolve())]
+        excluded = Path(exclude).resolve()
+        paths = [p for p in paths if not p.resolve().is_relative_to(excluded)]
     entries = _hash_files(folder, paths, known)
+    _write_manifest(manifest_path, settings, entries)  # descriptors are found by hash: a Ctrl-C loses none
     skipped = [(name, e["error"]) for name, e in entries.items() if "error" in e]
     todo, queued = [], set()
     for path in paths:
@@ -392,8 +394,6 @@ def describe_folder(
                 with atomic_path(store / f"{sha}.npz") as tmp, open(tmp, "wb") as f:
                     np.savez(f, style=style[row], content=content[row], thumbnail=thumb)
             computed += len(good)
-        _write_manifest(manifest_path, settings, entries)  # progress survives a Ctrl-C
-    _write_manifest(manifest_path, settings, entries)
     for name, entry in entries.items():
         if entry.get("sha256") in undecodable:
             tried, reason = undecodable[entry["sha256"]]

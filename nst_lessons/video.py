@@ -50,9 +50,7 @@ import logging
 import math
 import os
 import re
-import shutil
 import sys
-import tempfile
 import warnings
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -67,9 +65,10 @@ from PIL import Image
 from tqdm import tqdm
 
 from nst_lessons import arguments, memory
+from nst_lessons.batch import is_batch_output
 from nst_lessons.data import resolve_image
-from nst_lessons.files import atomic_path
-from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, load_image
+from nst_lessons.files import atomic_dir, atomic_path
+from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, load_image, to_uint8
 from nst_lessons.targets import StyleTargets
 from nst_lessons.transfer import CONTENT_LAYERS, PRECISIONS, STYLE_LAYERS, TransferResult, memory_model, style_transfer
 from nst_lessons.vgg import VGG19, default_device, load_vgg19
@@ -115,7 +114,7 @@ def optical_flow(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     Returns:
         f, (H,W,2) float32, in pixels: f[..., 0] along x (columns), f[..., 1] along y (rows).
     """
-    grey = [cv2.cvtColor(_to_uint8(a), cv2.COLOR_RGB2GRAY) for a in (source, target)]
+    grey = [cv2.cvtColor(to_uint8(a), cv2.COLOR_RGB2GRAY) for a in (source, target)]
     return cv2.DISOpticalFlow_create(DIS_PRESET).calc(grey[0], grey[1], None)
 
 
@@ -183,20 +182,24 @@ def warped_differences(outputs: Sequence[np.ndarray], inputs: Sequence[np.ndarra
     return np.array([warped_difference(inputs[i - 1], inputs[i], outputs[i - 1], outputs[i]) for i in range(1, len(outputs))])
 
 
-def warped_difference(input_before: np.ndarray, input_now: np.ndarray, before: np.ndarray, now: np.ndarray) -> float:
+def warped_difference(
+    input_before: np.ndarray,
+    input_now: np.ndarray,
+    before: np.ndarray,
+    now: np.ndarray,
+    flow: tuple[np.ndarray, np.ndarray] | None = None,
+) -> float:
     """One term of :func:`warped_differences`: mean |y_i − ω(y_(i-1))| over the pixels with c = 1.
 
     Args:
         input_before, input_now: the input frames i-1 and i; before, now: y_(i-1) and y_i; all
             (H,W,3), uint8 or float in [0,1].
+        flow: ``(backward, c)`` of :func:`frame_flow` for these input frames, if already computed
+            (as :attr:`Frame.flow` and :attr:`Frame.weights`); otherwise it is computed here.
     """
-    backward, c = frame_flow(_to_float(input_before), _to_float(input_now))
+    backward, c = flow if flow is not None else frame_flow(_to_float(input_before), _to_float(input_now))
     d = np.abs(_to_float(now) - warp(_to_float(before), backward)).mean(-1)
     return float((c * d).sum() / max(c.sum(), 1.0))
-
-
-def _to_uint8(a: np.ndarray) -> np.ndarray:
-    return a if a.dtype == np.uint8 else np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def _to_float(a: np.ndarray) -> np.ndarray:
@@ -213,15 +216,19 @@ class Frame:
     Attributes:
         output: y_i, (H,W,3) float32 in [0,1] (not rounded to 8 bits).
         content: the input frame at the output's size, (H,W,3) float32 in [0,1].
-        weights: c, (H,W) float32, or ``None`` for the first frame and for λ = 0.
+        weights: c, (H,W) float32, or ``None`` where not computed (the first frame; λ = 0 without
+            ``warm_start``).
         result: the frame's :class:`~nst_lessons.transfer.TransferResult` (its history has the
             ``temporal`` term).
+        flow: ŵ, the backward flow of :func:`frame_flow` (H,W,2) float32, computed with c;
+            ``None`` where c is.
     """
 
     output: np.ndarray
     content: np.ndarray
     weights: np.ndarray | None
     result: TransferResult
+    flow: np.ndarray | None = None
 
 
 _OWN_OPTIONS = ("init", "temporal", "temporal_weight", "size", "weights", "progress", "check_memory", "callback",
@@ -304,7 +311,7 @@ def stylise_frames(
                 )  # fmt: skip
         p = np.asarray(content_im, dtype=np.float32) / 255.0
         init: str | torch.Tensor = "content"
-        c = temporal = None
+        backward = c = temporal = None
         if previous is not None and (lam > 0 or warm):
             backward, c = frame_flow(previous[0], p)
             warped = warp(previous[1], backward)
@@ -324,7 +331,7 @@ def stylise_frames(
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         y = result.tensor[0].permute(1, 2, 0).numpy()
         previous = (p, y)
-        yield Frame(y, p, c, result)
+        yield Frame(y, p, c, result, backward)
 
 
 def _chw(a: np.ndarray) -> torch.Tensor:
@@ -391,7 +398,7 @@ def probe(path: str | os.PathLike[str], fps: float | None = None) -> VideoInfo:
     try:
         if suffix == ".gif":
             durations = _gif_durations(path)
-            first = next(iter_frames(path))
+            first = next(iter_frames(path))  # decoded: a GIF cut inside frame 1 still has a readable header
             total = sum(durations)
             rate = 1000.0 * len(durations) / total if total else 10.0  # browsers play a 0 delay at 10 fps
             return VideoInfo(path, len(durations), rate, first.shape[1], first.shape[0])
@@ -460,7 +467,7 @@ def iter_frames(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
 def output_kind(path: str | os.PathLike[str]) -> str:
     """``"mp4"``, ``"webm"``, ``"gif"``, or ``"folder"`` (no suffix, or an existing folder)."""
     path = Path(path)
-    if path.is_dir() or not path.suffix:
+    if is_batch_output(path):
         return "folder"
     if path.suffix.lower() in VIDEO_SUFFIXES:
         return path.suffix.lower()[1:]
@@ -519,10 +526,7 @@ class VideoWriter:
         self._ffmpeg: Generator[None, np.ndarray | None, None] | None = None
 
     def __enter__(self) -> VideoWriter:
-        if self.kind == "folder":
-            self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent))
-        else:
-            self._tmp = self._files.enter_context(atomic_path(self.path))
+        self._tmp = self._files.enter_context((atomic_dir if self.kind == "folder" else atomic_path)(self.path))
         if self.kind in ("mp4", "webm"):
             quality = {"mp4": ["-crf", "18"], "webm": ["-crf", "30", "-b:v", "0"]}[self.kind]
             self._ffmpeg = imageio_ffmpeg.write_frames(
@@ -534,7 +538,7 @@ class VideoWriter:
 
     def append(self, frame: np.ndarray) -> None:
         """Add a frame, (H,W,3) uint8 or float in [0,1], of this writer's size."""
-        frame = np.ascontiguousarray(_to_uint8(frame))
+        frame = np.ascontiguousarray(to_uint8(frame))
         if frame.shape != (self.size[1], self.size[0], 3):
             raise VideoError(f"a frame of shape {frame.shape} in a {self.size[0]}x{self.size[1]} video")
         if self._ffmpeg is not None:
@@ -567,26 +571,14 @@ class VideoWriter:
             if self._ffmpeg is not None:
                 with contextlib.suppress(Exception):  # ffmpeg may already be gone; the file is dropped anyway
                     self._ffmpeg.close()
-            if self.kind != "folder":
-                self._files.__exit__(kind, error, None)  # atomic_path: replace on success, else unlink
-            elif kind is None:
-                os.chmod(self._tmp, 0o777 & ~_umask())
-                os.replace(self._tmp, self.path)
-            else:
-                shutil.rmtree(self._tmp, ignore_errors=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+            self._files.__exit__(kind, error, None)  # atomic_path / atomic_dir: replace on success, else remove
 
 
 # --------------------------------------------------------------------------- memory
 
 
 def check_fits(
-    info: VideoInfo,
+    frames: int,
     frame: tuple[int, int],
     style: tuple[int, int],
     kind: str,
@@ -602,7 +594,8 @@ def check_fits(
     room to spare).
 
     Args:
-        info: the input. frame, style: (width, height) of the output frames and the style image.
+        frames: how many frames will be stylised. frame, style: (width, height) of the output frames
+            and the style image.
         kind: the output's :func:`output_kind`. settings: keyword arguments of :func:`memory.estimate`.
 
     Raises:
@@ -622,11 +615,11 @@ def check_fits(
     host = memory.available_bytes(torch.device("cpu"))
     per_gif_frame = 2 * frame[0] * frame[1] * 3  # uint8 RGB, in the list and in the palette images
     on_host = needed.total if device.type == "cpu" else 0
-    buffered = info.frames * per_gif_frame + on_host
+    buffered = frames * per_gif_frame + on_host
     if host is not None and buffered > 0.9 * host:
         fit = max(0, int((0.9 * host - on_host) // per_gif_frame))
         raise memory.InsufficientMemoryError(
-            f"a {info.frames}-frame {frame[0]}x{frame[1]} GIF is assembled in memory and needs about "
+            f"a {frames}-frame {frame[0]}x{frame[1]} GIF is assembled in memory and needs about "
             f"{buffered / 2**30:.1f} GiB but {host / 2**30:.1f} GiB are free; about {fit} frames fit "
             "(write .mp4 or .webm, which are streamed, or use --max-frames or a smaller --size)"
         )
@@ -695,7 +688,7 @@ def stylise_video(
     style_image = load_image(style, options.get("style_size") or max(wh))  # type: ignore[arg-type]
     if check_memory:  # before the weights are loaded (or downloaded)
         settings = {k: options[k] for k in ("precision", "optimizer", "history_size") if k in options}
-        check_fits(dataclasses.replace(info, frames=total), wh, style_image.size, kind, run_device,
+        check_fits(total, wh, style_image.size, kind, run_device,
                    content_layers=options.get("content_layers", CONTENT_LAYERS),  # type: ignore[arg-type]
                    style_layers=list(options.get("style_layers", STYLE_LAYERS)),  # type: ignore[call-overload]
                    pooling=weights.pooling if isinstance(weights, VGG19) else pooling, tv=options.get("tv_weight") != 0,
@@ -711,10 +704,11 @@ def stylise_video(
     with VideoWriter(output, info.fps, wh) as writer:
         try:
             for frame in stylise_frames(frames, style_image, size=wh, weights=model, **options):  # type: ignore[arg-type]
-                written = _to_uint8(frame.output)
+                written = to_uint8(frame.output)
                 writer.append(written)
                 if previous is not None:
-                    flicker.append(warped_difference(previous[0], frame.content, previous[1], written))
+                    flow = None if frame.flow is None else (frame.flow, frame.weights)
+                    flicker.append(warped_difference(previous[0], frame.content, previous[1], written, flow))
                 previous = (frame.content, written)
                 seconds += frame.result.seconds
                 bar.set_postfix(loss=f"{frame.result.best_loss:.3g}")

@@ -149,3 +149,20 @@ def test_style_targets_are_computed_once_and_give_the_single_image_results(
         single = np.asarray(style_transfer(content, style, weights=random_model, **settings).image, dtype=int)
         batched = np.asarray(Image.open(tmp_path / "out" / content.name), dtype=int)
         assert np.abs(single - batched).max() <= 1
+
+
+def test_every_images_targets_are_the_first_images_rescaled(tmp_path: Path, random_model: VGG19, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not rescaled from the previous image's: an image of the first one's shape gets exactly its targets."""
+    seen: list[batch.StyleTargets] = []
+
+    def fake(content: object, style: object, *, style_targets: batch.StyleTargets, **options: object) -> TransferResult:
+        seen.append(style_targets)
+        return _fake_result()
+
+    monkeypatch.setattr(batch, "style_transfer", fake)
+    shapes = [(48, 44), (44, 48), (48, 44)]
+    contents = [_image(tmp_path / f"{k}.png", k, wh) for k, wh in enumerate(shapes)]
+    run_batch(contents, _image(tmp_path / "style.png", 9), tmp_path / "out", weights=random_model, size=40)
+    first, second, third = seen
+    assert second.size != first.size and third is first
+    assert all(torch.equal(second.A[n], first.at(second.size).A[n]) for n in first.layers)

@@ -69,6 +69,14 @@ def drawn_panels(fig) -> list[np.ndarray]:
     return panels
 
 
+def test_a_bfloat16_tensor_is_shown_as_its_float_values() -> None:
+    """numpy has no bfloat16: the tensor is widened in torch (a bf16 run's result, a bf16 feature map)."""
+    x = torch.rand(1, 3, 8, 8).to(torch.bfloat16)
+    assert np.array_equal(plotting.to_array(x), x[0].double().permute(1, 2, 0).numpy())
+    ramp = torch.arange(16, dtype=torch.bfloat16).reshape(4, 4)[None]
+    assert plotting.to_array(ramp).max() == 15.0  # float: not divided by 255
+
+
 def test_integer_colour_images_are_read_as_0_to_255() -> None:
     rgb = np.random.default_rng(1).uniform(size=(16, 16, 3))
     frame = (rgb * 255).round().astype(np.uint8)

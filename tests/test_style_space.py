@@ -82,6 +82,22 @@ def test_flops_match_torchs_counter_and_the_docstring(random_model: VGG19) -> No
     assert f"costs {vgg_flops(random_model, 512, 512) / 1e9:.1f} GFLOPs per 512 x 512 image" in style_space.__doc__
 
 
+def test_throughput_is_images_per_second_of_the_timed_batches(
+    random_model: VGG19, one_thread: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[int, ...]] = []
+    describe = style_space.describe_batch
+
+    def counted(model: VGG19, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(tuple(x.shape))
+        return describe(model, x)
+
+    monkeypatch.setattr(style_space, "describe_batch", counted)
+    rate = style_space.throughput(random_model, size=32, batch_size=2, batches=1)
+    assert calls == [(2, 3, 32, 32)] * 2  # one warm-up batch, then the timed one
+    assert np.isfinite(rate) and rate > 0
+
+
 @pytest.fixture
 def paintings(tmp_path: Path) -> Path:
     """Three good images (one in a subfolder), a corrupt JPEG and a hidden file."""

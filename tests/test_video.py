@@ -153,6 +153,24 @@ def test_temporal_loss_reduces_flicker(tmp_path: Path, one_thread: None, capsys:
     assert (flicker[None] < flicker["0"]).all()  # on every frame, not only on average
 
 
+@pytest.mark.parametrize("temporal_weight", [None, 0.0])
+def test_the_reported_flicker_reuses_the_frames_flow(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: VGG19, one_thread: None, temporal_weight: float | None
+) -> None:
+    """ŵ and c are computed once per pair of frames (by stylise_frames, or for the flicker when λ = 0),
+    and the flicker is exactly warped_differences of the frames written."""
+    frames = clip(3)
+    source = write(frames, tmp_path / "clip", 10.0)  # PNG frames: lossless
+    real, calls = video.frame_flow, []
+    monkeypatch.setattr(video, "frame_flow", lambda *a: calls.append(1) or real(*a))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = video.stylise_video(source, resolve_image("strokes"), tmp_path / "out", size=64, weights=model,
+                                     iterations=2, temporal_weight=temporal_weight, progress=False)  # fmt: skip
+    assert len(calls) == len(frames) - 1
+    assert np.array_equal(result.flicker, video.warped_differences(list(video.iter_frames(tmp_path / "out")), frames))
+
+
 def _interrupt_at(monkeypatch: pytest.MonkeyPatch, frame: int) -> None:
     """Ctrl-C during the given frame's optimisation (counting from 1), as style_transfer sees it."""
     real, calls = video.style_transfer, []
@@ -195,12 +213,11 @@ def test_ctrl_c_in_the_first_frame_writes_nothing(tmp_path: Path, monkeypatch: p
 
 def test_a_video_too_large_or_too_long_is_refused_up_front(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(memory, "available_bytes", lambda device: 4 * 2**30)
-    info = video.VideoInfo(Path("clip.mp4"), 100_000, 25.0, 1920, 1080)
-    video.check_fits(info, (256, 144), (256, 256), "mp4", video.default_device("cpu"))  # streamed: any length
+    video.check_fits(100_000, (256, 144), (256, 256), "mp4", video.default_device("cpu"))  # streamed: any length
     with pytest.raises(memory.InsufficientMemoryError, match=r"100000-frame 256x144 GIF .* about \d+ frames fit"):
-        video.check_fits(info, (256, 144), (256, 256), "gif", video.default_device("cpu"))
+        video.check_fits(100_000, (256, 144), (256, 256), "gif", video.default_device("cpu"))
     with pytest.raises(memory.InsufficientMemoryError, match="the largest size that fits"):
-        video.check_fits(info, (4096, 2304), (4096, 4096), "mp4", video.default_device("cpu"))
+        video.check_fits(100_000, (4096, 2304), (4096, 4096), "mp4", video.default_device("cpu"))
 
 
 def test_refusal_through_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -218,6 +235,7 @@ def test_refusal_through_the_command_line(tmp_path: Path, monkeypatch: pytest.Mo
 
 BAD = [
     ("broken.mp4", "out.gif", [], "is not a readable video"),
+    ("truncated.gif", "out.gif", [], "truncated.gif is not a readable video"),  # its header alone is fine
     ("notes.txt", "out.gif", [], "cannot read 'notes.txt'"),
     ("missing.mp4", "out.gif", [], "no video file or folder of frames at"),
     ("empty", "out.gif", [], "no frames"),
@@ -233,7 +251,8 @@ BAD = [
 def test_bad_input_is_one_line_and_writes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], source: str, output: str, extra: list[str], message: str
 ) -> None:
-    write(clip(2), tmp_path / "clip.gif", 10.0)
+    gif = write(clip(2), tmp_path / "clip.gif", 10.0).read_bytes()
+    (tmp_path / "truncated.gif").write_bytes(gif[: len(gif) // 4])  # cut inside frame 1
     (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"garbage" * 100)
     (tmp_path / "notes.txt").write_text("not a video")
     (tmp_path / "empty").mkdir()
