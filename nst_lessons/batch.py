@@ -29,7 +29,7 @@ from PIL import Image
 from nst_lessons.data import resolve_image
 from nst_lessons.images import ImageError, ImageLike, check_output_path, load_image, save_image
 from nst_lessons.pyramid import pyramid_transfer
-from nst_lessons.targets import STYLE_LAYERS, StyleTargets, as_list
+from nst_lessons.targets import StyleTargets, as_list, shared_targets
 from nst_lessons.transfer import TransferResult, style_transfer
 from nst_lessons.vgg import VGG19, load_vgg19
 
@@ -112,22 +112,6 @@ class BatchReport:
     failed: list[tuple[Path, str]] = field(default_factory=list)
 
 
-def _shared_targets(
-    model: VGG19, styles: list[Image.Image], size: tuple[int, int], options: dict[str, object]
-) -> StyleTargets | None:
-    """The style targets for an output of ``size`` = (H, W), computed once for the batch, or
-    ``None`` where each image needs its own: with colours matched to each photo
-    (``preserve_color`` "luminance" or "histogram", see :func:`nst_lessons.color.prepare`)."""
-    if options.get("preserve_color") in ("luminance", "histogram"):
-        return None
-    return StyleTargets.compute(
-        model, styles, style_layers=options.get("style_layers", STYLE_LAYERS), size=size,
-        style_size=options.get("style_size"), style_scale=options.get("style_scale"),
-        blend_weights=options.get("style_blend_weights"), dtype=options.get("dtype", torch.float32),
-        precision=options.get("precision", "fp32"),
-    )  # fmt: skip
-
-
 def run_batch(
     contents: Sequence[str | os.PathLike[str]],
     style: ImageLike | Sequence[ImageLike],
@@ -194,7 +178,7 @@ def run_batch(
                 image = load_image(content, options.get("size", 512))  # type: ignore[arg-type]
                 size = (image.height, image.width)
                 if base is None:
-                    base = _shared_targets(model, styles, size, options)
+                    base = shared_targets(model, styles, size, options)
                 targets = base.at(size) if base is not None else None
                 run = options if targets is None else dict(per_image, style_targets=targets)
                 result = style_transfer(image, styles, weights=model, device=device, **run)

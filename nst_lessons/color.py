@@ -35,6 +35,10 @@ from torch import Tensor
 COLOR_MODES = ("yuv", "luminance", "histogram")
 """The values ``preserve_color`` accepts (besides ``None``, no colour control)."""
 
+PHOTO_DEPENDENT_MODES = ("luminance", "histogram")
+"""The modes whose :func:`prepare` changes the styles to suit the photo, so that the style targets
+A^l belong to one photo (or frame) and cannot be shared by several."""
+
 MATCH_MODES = ("cholesky", "pca")
 """The two choices of A in :func:`match_color`."""
 

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from nst_lessons import losses, memory
+from nst_lessons import color, losses, memory
 from nst_lessons.images import MIN_SIDE, ImageLike, load_image, to_tensor
 from nst_lessons.masks import area_weights, check_covers, layer_masks, load_mask
 from nst_lessons.vgg import VGG19, resolve_layer
@@ -229,6 +229,22 @@ def load_masks(
                 check_covers(T, f"{side} mask {r} (at {name})")
         pairs.append(pair)
     return pairs
+
+
+def shared_targets(
+    model: VGG19, styles: Sequence[ImageLike], size: tuple[int, int], options: Mapping[str, object]
+) -> StyleTargets | None:
+    """The style targets for outputs of ``size`` = (H, W), computed once for many photos or frames
+    from the ``style_transfer`` keyword ``options`` that shape them, or ``None`` where each needs its
+    own: with colours matched to each photo (:data:`nst_lessons.color.PHOTO_DEPENDENT_MODES`)."""
+    if options.get("preserve_color") in color.PHOTO_DEPENDENT_MODES:
+        return None
+    return StyleTargets.compute(
+        model, styles, style_layers=options.get("style_layers", STYLE_LAYERS), size=size,  # type: ignore[arg-type]
+        style_size=options.get("style_size"), style_scale=options.get("style_scale"),  # type: ignore[arg-type]
+        blend_weights=options.get("style_blend_weights"), dtype=options.get("dtype", torch.float32),  # type: ignore[arg-type]
+        precision=options.get("precision", "fp32"),  # type: ignore[arg-type]
+    )  # fmt: skip
 
 
 def load_styles(

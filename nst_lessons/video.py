@@ -69,7 +69,7 @@ from nst_lessons.batch import is_batch_output
 from nst_lessons.data import resolve_image
 from nst_lessons.files import atomic_dir, atomic_path
 from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, load_image, to_uint8
-from nst_lessons.targets import StyleTargets
+from nst_lessons.targets import StyleTargets, shared_targets
 from nst_lessons.transfer import CONTENT_LAYERS, PRECISIONS, STYLE_LAYERS, TransferResult, memory_model, style_transfer
 from nst_lessons.vgg import VGG19, default_device, load_vgg19
 
@@ -287,7 +287,6 @@ def stylise_frames(
     if not (lam >= 0 and math.isfinite(lam)):
         raise ValueError(f"temporal_weight must be a finite number >= 0, got {lam}")
     warm = lam > 0 if warm_start is None else warm_start
-    shared = options.get("preserve_color") not in ("luminance", "histogram")  # those match the style to each frame
     style_image: Image.Image | None = None
     targets: StyleTargets | None = None
     previous: tuple[np.ndarray, np.ndarray] | None = None  # (input frame, output frame) i-1
@@ -303,12 +302,10 @@ def stylise_frames(
             content_im = content_im if content_im.size == wh else content_im.resize(wh, Image.Resampling.LANCZOS)
         if style_image is None:
             style_image = load_image(style, style_size or max(content_im.size))
-            if shared:  # the Grams A^l once for all frames (they are all one size)
-                targets = StyleTargets.compute(
-                    model, style_image, style_layers=options.get("style_layers", STYLE_LAYERS),  # type: ignore[arg-type]
-                    size=(content_im.height, content_im.width), style_size=max(style_image.size),
-                    dtype=options.get("dtype", torch.float32), precision=options.get("precision", "fp32"),  # type: ignore[arg-type]
-                )  # fmt: skip
+            # the Grams A^l once for all frames (they are all one size), unless matched to each frame
+            targets = shared_targets(
+                model, [style_image], (content_im.height, content_im.width), {**options, "style_size": max(style_image.size)}
+            )
         p = np.asarray(content_im, dtype=np.float32) / 255.0
         init: str | torch.Tensor = "content"
         backward = c = temporal = None
