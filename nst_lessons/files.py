@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -51,3 +51,56 @@ def atomic_dir(dest: Path) -> Iterator[Path]:
         os.replace(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+class SameFileError(ValueError):
+    """An output would overwrite an input (or another output); the message is one line naming both."""
+
+
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Whether two paths name one file, however spelled: relative or absolute, through symbolic
+    links or ``..``, or as two hard links to it (same device and inode). A path that does not exist
+    yet is compared by where it resolves to."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        first, second = os.stat(a), os.stat(b)
+    except OSError:  # one does not exist (yet): realpath has decided
+        return False
+    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
+
+
+Named = tuple[str, str | os.PathLike[str]]
+"""A path with what it is to the user, e.g. ``("the content image", "photo.jpg")``."""
+
+
+def check_outputs(outputs: Iterable[Named], inputs: Iterable[Named]) -> None:
+    """Refuse, before any work, an output that is an input or another output (:func:`same_file`).
+
+    Raises:
+        SameFileError: naming both, e.g. "the output out.png is the content image photo.jpg".
+    """
+    inputs, seen = list(inputs), []
+    for what, path in outputs:
+        for other_what, other in [*inputs, *seen]:
+            if same_file(path, other):
+                raise SameFileError(
+                    f"{what} {os.fspath(path)} is {other_what} {os.fspath(other)} (the same file); "
+                    "an output never replaces an input: choose another name"
+                )
+        seen.append((what, path))
+
+
+def check_writable(folder: str | os.PathLike[str]) -> None:
+    """Show that a file can be created in ``folder`` by creating and removing one, so that an
+    unwritable output folder is found before the work rather than after it.
+
+    Raises:
+        PermissionError: one line naming the folder (an ``OSError``, as the failed write would be).
+    """
+    try:
+        fd, name = tempfile.mkstemp(prefix=".nst-lessons-", suffix=".probe", dir=folder)
+    except OSError as error:
+        raise PermissionError(f"cannot write to the folder {os.fspath(folder)} ({error.strerror or error})") from None
+    os.close(fd)
+    os.unlink(name)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import math
 import os
 import sys
@@ -40,7 +41,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from nst_lessons import color, losses, memory
-from nst_lessons.images import ImageLike, check_output_path, load_image, save_image, to_pil, to_tensor
+from nst_lessons.images import ImageLike, check_output_path, image_size, load_image, resized_size, save_image, to_pil, to_tensor
 from nst_lessons.lbfgs import LBFGS
 from nst_lessons.targets import (
     STYLE_LAYERS,
@@ -51,6 +52,7 @@ from nst_lessons.targets import (
     load_styles,
     normalised_blend_weights,
     style_layer_weights,
+    style_long_side,
 )
 from nst_lessons.vgg import VGG19, default_device, load_vgg19, resolve_layer
 
@@ -683,7 +685,8 @@ def style_transfer(
             dominates below about 1024 px. Needs ``optimizer="lbfgs"``; no effect on the CPU.
         check_memory: estimate the memory the run needs first (:mod:`nst_lessons.memory`) and
             refuse with :class:`~nst_lessons.memory.InsufficientMemoryError` (a ``ValueError``
-            naming the largest size that fits) rather than fail half-way.
+            naming the largest size that fits) rather than fail half-way; planned from the image
+            headers, before anything is decoded at ``size`` or the model is loaded (:func:`check_fits`).
         temporal: for a video frame, ``(warped, c)``: the previous stylised frame carried to this
             frame along the optical flow (an image of the output's size, or a tensor (3,H,W)/(1,3,H,W)
             in [0,1]) and the per-pixel weights c, (H,W) or (1,1,H,W) in [0,1] (0 at occlusions and
@@ -729,11 +732,18 @@ def style_transfer(
     if not content_layers and not layer_weights:
         raise ValueError("no content or style layers: nothing to optimise")
 
-    content_image = load_image(content, size)
-    output_size = (content_image.height, content_image.width)
     styles = as_list(style)
     if style_targets is None and masks is None:
         normalised_blend_weights(style_blend_weights, len(styles))  # checked before any work
+    if check_memory:  # from the image headers: before anything is decoded at this size or the model loaded
+        check_fits(
+            content, styles, run_device(weights, device), size=size, style_size=style_size, style_scale=style_scale,
+            content_layers=content_layers, style_layers=layer_weights, precision=precision,
+            pooling=weights.pooling if isinstance(weights, VGG19) else pooling, optimizer=optimizer,
+            history_size=history_size, tv=tv_weight != 0,
+        )  # fmt: skip
+    content_image = load_image(content, size)
+    output_size = (content_image.height, content_image.width)
     style_images, mask_pairs = load_styles(  # masks checked before the model is loaded
         styles, output_size, style_size, style_scale, masks, style_blend_weights, layer_weights
     )
@@ -742,13 +752,6 @@ def style_transfer(
     for name, value in (("content_weight", alpha), ("style_weight", beta), ("tv_weight", gamma),
                         ("temporal_weight", temporal_weight)):
         _check_weight(name, value)
-    if check_memory:
-        largest_style = max(style_images, key=lambda im: im.width * im.height).size
-        memory.check_fits(
-            memory_model(content_image.size, largest_style, content_layers, layer_weights, precision=precision,
-                         pooling=model.pooling, optimizer=optimizer, history_size=history_size, tv=gamma > 0),
-            max(content_image.size), device,
-        )  # fmt: skip
 
     model = _run_model(model, dtype, channels_last)
     with backend_flags(precision, device):
@@ -799,6 +802,47 @@ def style_transfer(
     return TransferResult(to_pil(best), best, loop.history(), loop.done, loop.seconds, stopped, settings, raw.cpu())
 
 
+def run_device(weights: str | os.PathLike[str] | VGG19, device: str | torch.device | None) -> torch.device:
+    """The device a run will use: a loaded model's, else ``device`` (``None``: CUDA when available)."""
+    return next(weights.parameters()).device if isinstance(weights, VGG19) else default_device(device)
+
+
+def check_fits(
+    content: ImageLike,
+    styles: Sequence[ImageLike],
+    device: torch.device,
+    *,
+    size: int | None,
+    style_size: int | None = None,
+    style_scale: float | None = None,
+    content_layers: Sequence[str] = CONTENT_LAYERS,
+    style_layers: Sequence[str] | Mapping[str, float] = STYLE_LAYERS,
+    **settings: object,
+) -> memory.MemoryEstimate:
+    """Refuse a run that would not fit on ``device`` (:func:`nst_lessons.memory.check_fits`), planned
+    from the images' headers (:func:`~nst_lessons.images.image_size`): nothing is decoded, let alone
+    resized to ``size``, before the refusal. Arguments as for :func:`style_transfer`; ``settings``:
+    keyword arguments of :func:`nst_lessons.memory.estimate` (``precision``, ``pooling``, ...)."""
+    output = image_size(content) if size is None else resized_size(image_size(content), size)
+    long_side = style_long_side((output[1], output[0]), style_size, style_scale)
+    style = max((resized_size(image_size(s), long_side) for s in styles), key=lambda wh: wh[0] * wh[1])
+    estimate_at = memory_model(output, style, content_layers, style_layer_weights(style_layers), **settings)
+    return memory.check_fits(estimate_at, max(output), device)
+
+
+def check_run_fits(content: ImageLike, style: ImageLike | Sequence[ImageLike], options: Mapping[str, object]) -> memory.MemoryEstimate:
+    """:func:`check_fits` for the run ``style_transfer(content, style, **options)`` (its defaults for
+    what ``options`` does not give), for callers that hold the options as a mapping."""
+    o = _DEFAULTS | dict(options)
+    weights = o["weights"]
+    return check_fits(
+        content, as_list(style), run_device(weights, o["device"]), size=o["size"], style_size=o["style_size"],  # type: ignore[arg-type]
+        style_scale=o["style_scale"], content_layers=o["content_layers"], style_layers=o["style_layers"],  # type: ignore[arg-type]
+        pooling=weights.pooling if isinstance(weights, VGG19) else o["pooling"], precision=o["precision"],
+        optimizer=o["optimizer"], history_size=o["history_size"], tv=o["tv_weight"] != 0,
+    )  # fmt: skip
+
+
 def memory_model(
     content_size: tuple[int, int],
     style_size: tuple[int, int],
@@ -819,3 +863,6 @@ def memory_model(
         )  # fmt: skip
 
     return at
+
+
+_DEFAULTS = {name: p.default for name, p in inspect.signature(style_transfer).parameters.items()}

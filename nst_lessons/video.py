@@ -67,8 +67,8 @@ from tqdm import tqdm
 from nst_lessons import arguments, memory
 from nst_lessons.batch import is_batch_output
 from nst_lessons.data import resolve_image
-from nst_lessons.files import atomic_dir, atomic_path
-from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, load_image, to_uint8
+from nst_lessons.files import atomic_dir, atomic_path, check_outputs, check_writable
+from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, image_size, load_image, resized_size, to_uint8
 from nst_lessons.targets import StyleTargets, shared_targets
 from nst_lessons.transfer import CONTENT_LAYERS, PRECISIONS, STYLE_LAYERS, TransferResult, memory_model, style_transfer
 from nst_lessons.vgg import VGG19, default_device, load_vgg19
@@ -295,8 +295,7 @@ def stylise_frames(
         content_im = load_image(frame)
         first = first or content_im.size
         if content_im.size != first:  # checked before resizing, which would hide it
-            (w, h), (w1, h1) = content_im.size, first
-            raise VideoError(f"frames differ in size: frame {number} is {w}x{h}, frame 1 is {w1}x{h1}")
+            raise _size_error(number, content_im.size, first)
         if size is not None:
             wh = size if isinstance(size, tuple) else frame_size(*content_im.size, size)
             content_im = content_im if content_im.size == wh else content_im.resize(wh, Image.Resampling.LANCZOS)
@@ -329,6 +328,10 @@ def stylise_frames(
         y = result.tensor[0].permute(1, 2, 0).numpy()
         previous = (p, y)
         yield Frame(y, p, c, result, backward)
+
+
+def _size_error(number: int, size: tuple[int, int], first: tuple[int, int]) -> VideoError:
+    return VideoError(f"frames differ in size: frame {number} is {size[0]}x{size[1]}, frame 1 is {first[0]}x{first[1]}")
 
 
 def _chw(a: np.ndarray) -> torch.Tensor:
@@ -436,6 +439,28 @@ def _reason(error: Exception) -> str:
     return text.splitlines()[0] if text else "no frames"
 
 
+def check_frames(path: str | os.PathLike[str], count: int, size: tuple[int, int]) -> None:
+    """Decode the first ``count`` frames of a video file or folder of frames and check that each is
+    ``size`` (width, height), frame 1's: a corrupt frame, or one of another size, is then found
+    before the first frame is stylised rather than after the frames before it. Costs one decoding
+    of the clip, small beside stylising it (one optimisation per frame).
+
+    Raises:
+        VideoError: naming the frame (and, in a folder, its file), one line.
+    """
+    frames, number = iter_frames(path), 0
+    try:
+        for number, frame in enumerate(itertools.islice(frames, count), start=1):
+            if (frame.shape[1], frame.shape[0]) != size:
+                raise _size_error(number, (frame.shape[1], frame.shape[0]), size)
+    except VideoError:
+        raise
+    except (ImageError, OSError, RuntimeError, ValueError) as error:
+        raise VideoError(f"frame {number + 1} of {path} cannot be decoded ({_reason(error)})") from None
+    finally:
+        frames.close()
+
+
 def iter_frames(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
     """The frames of a video file or folder of frames, one at a time, as (H,W,3) uint8 RGB."""
     path = Path(path)
@@ -472,14 +497,15 @@ def output_kind(path: str | os.PathLike[str]) -> str:
 
 
 def check_output(path: str | os.PathLike[str]) -> str:
-    """:func:`output_kind` after checking that ``path`` can be written (its folder exists; a folder
-    of frames must be new or empty)."""
+    """:func:`output_kind` after checking that ``path`` can be written (its folder exists and a file
+    can be created there; a folder of frames must be new or empty)."""
     path = Path(path)
     kind = output_kind(path)
     if not path.parent.is_dir():
         raise VideoError(f"cannot write {path}: folder {path.parent} does not exist")
     if kind == "folder" and path.is_dir() and any(path.iterdir()):
         raise VideoError(f"cannot write frames into {path}: the folder is not empty")
+    check_writable(path.parent)  # where the temporary file or folder goes
     return kind
 
 
@@ -664,8 +690,10 @@ def stylise_video(
 ) -> VideoResult:
     """Stylise a video file or folder of frames into ``output`` (see the module docstring).
 
-    The input is probed and the output path and memory checked before anything is written. A
-    progress bar runs over frames. Ctrl-C keeps the finished frames: ``output`` then holds a
+    Before anything is written or the model loaded: the input is probed, the output path checked
+    (its folder writable, and not the input or the style however spelled), the memory checked from
+    the sizes alone, and every frame decoded once and checked for its size (:func:`check_frames`).
+    A progress bar runs over frames. Ctrl-C keeps the finished frames: ``output`` then holds a
     playable shorter video and ``interrupted`` is set (none is written if no frame was finished).
 
     Args:
@@ -679,17 +707,21 @@ def stylise_video(
     """
     info = probe(source, fps)
     kind = check_output(output)
+    inputs = [("the input", source), *([("the style image", style)] if isinstance(style, (str, os.PathLike)) else [])]
+    check_outputs([("the output", output)], inputs)
     total = info.frames if max_frames is None else min(info.frames, max_frames)
     wh = frame_size(info.width, info.height, size, even=kind in ("mp4", "webm"))
     run_device = next(weights.parameters()).device if isinstance(weights, VGG19) else default_device(device)
-    style_image = load_image(style, options.get("style_size") or max(wh))  # type: ignore[arg-type]
-    if check_memory:  # before the weights are loaded (or downloaded)
+    style_side = options.get("style_size") or max(wh)
+    if check_memory:  # from the headers: before the style or a frame is resized, and the weights loaded (or downloaded)
         settings = {k: options[k] for k in ("precision", "optimizer", "history_size") if k in options}
-        check_fits(total, wh, style_image.size, kind, run_device,
+        check_fits(total, wh, resized_size(image_size(style), style_side), kind, run_device,  # type: ignore[arg-type]
                    content_layers=options.get("content_layers", CONTENT_LAYERS),  # type: ignore[arg-type]
                    style_layers=list(options.get("style_layers", STYLE_LAYERS)),  # type: ignore[call-overload]
                    pooling=weights.pooling if isinstance(weights, VGG19) else pooling, tv=options.get("tv_weight") != 0,
                    **settings)  # fmt: skip
+    style_image = load_image(style, style_side)  # type: ignore[arg-type]
+    check_frames(source, total, (info.width, info.height))  # a bad frame is found before the first is stylised
     if isinstance(weights, VGG19):
         model = weights
     else:
