@@ -158,12 +158,12 @@ def _check_output(path: Path, kind: str) -> None:
         check_writable(path.parent)
 
 
-def _check_not_inputs(args: argparse.Namespace, content: Path, styles: Sequence[Path]) -> None:
+def _check_not_inputs(args: argparse.Namespace, content: Path, styles: Sequence[Path], init: str) -> None:
     """Refuse -o, --history or a --save-every snapshot that is an input of the run (or each other),
     compared by the file the paths resolve to (:func:`~nst_lessons.files.check_outputs`)."""
     inputs: list[tuple[str, str | Path]] = [("the content image", content), *(("the style image", s) for s in styles)]
     inputs += [("the content mask", m) for m in args.content_mask or []] + [("the style mask", m) for m in args.style_mask or []]
-    inputs += [("the --init image", args.init)] if args.init not in INITS else []
+    inputs += [("the --init image", init)] if init not in INITS else []
     inputs += [("the --weights checkpoint", args.weights)] if Path(args.weights).is_file() else []
     outputs: list[tuple[str, str | Path]] = [("the output", args.output)]
     outputs += [("the --history file", args.history)] if args.history is not None else []
@@ -226,7 +226,7 @@ def _run_transfer(args: argparse.Namespace) -> int:
         raise UsageError("nst-lessons transfer: error: --save-every does not combine with --pyramid (see --help)")
     init = args.init if args.init in INITS else str(resolve_image(args.init))
     if not batch:
-        _check_not_inputs(args, content, styles)
+        _check_not_inputs(args, content, styles, init)
     options = dict(
         style_size=args.style_size, optimizer=args.optimizer, learning_rate=args.learning_rate,
         content_layers=args.content_layers, style_layers=args.style_layers, content_weight=args.content_weight,

@@ -68,7 +68,7 @@ from nst_lessons import arguments, memory
 from nst_lessons.batch import is_batch_output
 from nst_lessons.data import resolve_image
 from nst_lessons.files import atomic_dir, atomic_path, check_outputs, check_writable
-from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, image_size, load_image, resized_size, to_uint8
+from nst_lessons.images import MAX_PIXELS, MIN_SIDE, ImageError, ImageLike, image_size, load_image, resized_size, to_uint8
 from nst_lessons.targets import StyleTargets, shared_targets
 from nst_lessons.transfer import CONTENT_LAYERS, PRECISIONS, STYLE_LAYERS, TransferResult, memory_model, style_transfer
 from nst_lessons.vgg import VGG19, default_device, load_vgg19
@@ -341,13 +341,16 @@ def _chw(a: np.ndarray) -> torch.Tensor:
 
 def frame_size(width: int, height: int, size: int, even: bool = False) -> tuple[int, int]:
     """(width, height) of a frame scaled to a long side of ``size`` px; ``even`` rounds both sides
-    down to even numbers (H.264 and VP9 need them). Raises :class:`VideoError` under 32 px a side."""
+    down to even numbers (H.264 and VP9 need them). Raises :class:`VideoError` under 32 px a side
+    or over :data:`~nst_lessons.images.MAX_PIXELS`."""
     scale = size / max(width, height)
     w, h = max(1, round(width * scale)), max(1, round(height * scale))
     if even:
         w, h = w - w % 2, h - h % 2
     if min(w, h) < MIN_SIDE:
         raise VideoError(f"frames of {width}x{height} are {w}x{h} at size {size}; at least {MIN_SIDE} px a side is needed")
+    if w * h > MAX_PIXELS:
+        raise VideoError(f"frames of {width}x{height} would be {w}x{h} at size {size}, over the limit of {MAX_PIXELS:,} pixels")
     return w, h
 
 

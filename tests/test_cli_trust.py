@@ -19,7 +19,6 @@ from PIL import Image, ImageFile
 
 from nst_lessons import batch, cli, pyramid, style_space, transfer, video
 from nst_lessons.cli import main
-from nst_lessons.files import same_file
 
 FAST = ["--weights", "random", "--size", "40", "--iterations", "2", "--quiet", "--seed", "0"]
 
@@ -51,6 +50,8 @@ def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_same_file_by_any_spelling(work: Path) -> None:
+    from nst_lessons.files import same_file
+
     photo = work / "photo.png"
     for spelling in ("photo.png", str(photo), "./sub/../photo.png", "link.png", "hard.png", "sub/../link.png"):
         assert same_file(spelling, "photo.png") and same_file(photo, spelling), spelling
@@ -182,7 +183,7 @@ def test_an_absurd_size_is_refused_before_anything_is_decoded_at_it(
         monkeypatch.setattr(module, "load_vgg19", lambda *a, **k: pytest.fail("the model was loaded"))
     before = _contents(work)
     monkeypatch.setattr(Image.Image, "resize", lambda self, size, *a, **k: pytest.fail(f"an image was resized to {size}"))
-    monkeypatch.setattr(video, "check_frames", lambda *a: pytest.fail("the frames were decoded"))
+    monkeypatch.setattr(video, "check_frames", lambda *a: pytest.fail("the frames were decoded"), raising=False)
     status = main([*argv, "--weights", "random"])
     if argv[0] == "transfer" and "results" in argv:  # a batch reports each image that does not fit, and goes on
         assert status == 1 and "photo.png: a 100000x83333 run needs about" in capsys.readouterr().err
@@ -192,11 +193,24 @@ def test_an_absurd_size_is_refused_before_anything_is_decoded_at_it(
     assert {k: v for k, v in _contents(work).items()} == before  # nothing written (a batch makes its folder only)
 
 
-def test_the_pixel_limit_holds_without_the_memory_check(work: Path, capsys: pytest.CaptureFixture[str], nothing_decoded_at_size: None) -> None:
-    argv = ["transfer", "photo.png", "style.png", "-o", "out.png", "--size", "20000", "--no-memory-check", *FAST[:2]]
-    assert main(argv) == 2
-    _refused(capsys, "photo.png would be 20000x16667 pixels at size 20000, over the limit of 100,000,000")
-    assert not (work / "out.png").exists()
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["transfer", "photo.png", "style.png", "-o", "out.png"], "photo.png would be 20000x16667 pixels at size 20000, over the limit of 100,000,000"),
+        (["video", "clip.gif", "style.png", "-o", "out.mp4"], "frames of 48x40 would be 20000x16666 at size 20000, over the limit of 100,000,000 pixels"),
+    ],
+    ids=["transfer", "video"],
+)
+def test_the_pixel_limit_holds_without_the_memory_check(
+    argv: list[str], message: str, work: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with video.VideoWriter(work / "clip.gif", 10.0, (48, 40)) as writer:
+        writer.append(np.asarray(Image.open(work / "photo.png")))
+    before = _contents(work)
+    monkeypatch.setattr(Image.Image, "resize", lambda self, size, *a, **k: pytest.fail(f"an image was resized to {size}"))
+    assert main([*argv, "--size", "20000", "--no-memory-check", "--weights", "random"]) == 2
+    _refused(capsys, message)
+    assert _contents(work) == before
 
 
 def test_a_decompression_bomb_is_refused_from_its_header(work: Path, capsys: pytest.CaptureFixture[str], nothing_decoded_at_size: None) -> None:
