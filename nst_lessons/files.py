@@ -1,4 +1,6 @@
-"""Writing files so that a reader never sees half of one."""
+"""Writing files safely: so that a reader never sees half of one (:func:`atomic_path`,
+:func:`atomic_dir`), never over an input however its path is spelled (:func:`check_outputs`), and
+never into a folder found unwritable only after the work (:func:`check_writable`)."""
 
 from __future__ import annotations
 

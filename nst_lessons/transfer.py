@@ -737,10 +737,9 @@ def style_transfer(
         normalised_blend_weights(style_blend_weights, len(styles))  # checked before any work
     if check_memory:  # from the image headers: before anything is decoded at this size or the model loaded
         check_fits(
-            content, styles, run_device(weights, device), size=size, style_size=style_size, style_scale=style_scale,
-            content_layers=content_layers, style_layers=layer_weights, precision=precision,
-            pooling=weights.pooling if isinstance(weights, VGG19) else pooling, optimizer=optimizer,
-            history_size=history_size, tv=tv_weight != 0,
+            content, styles, size=size, style_size=style_size, style_scale=style_scale, content_layers=content_layers,
+            style_layers=layer_weights, weights=weights, pooling=pooling, device=device, precision=precision,
+            optimizer=optimizer, history_size=history_size, tv_weight=tv_weight,
         )  # fmt: skip
     content_image = load_image(content, size)
     output_size = (content_image.height, content_image.width)
@@ -802,7 +801,7 @@ def style_transfer(
     return TransferResult(to_pil(best), best, loop.history(), loop.done, loop.seconds, stopped, settings, raw.cpu())
 
 
-def run_device(weights: str | os.PathLike[str] | VGG19, device: str | torch.device | None) -> torch.device:
+def _run_device(weights: str | os.PathLike[str] | VGG19, device: str | torch.device | None) -> torch.device:
     """The device a run will use: a loaded model's, else ``device`` (``None``: CUDA when available)."""
     return next(weights.parameters()).device if isinstance(weights, VGG19) else default_device(device)
 
@@ -810,37 +809,42 @@ def run_device(weights: str | os.PathLike[str] | VGG19, device: str | torch.devi
 def check_fits(
     content: ImageLike,
     styles: Sequence[ImageLike],
-    device: torch.device,
     *,
     size: int | None,
-    style_size: int | None = None,
-    style_scale: float | None = None,
-    content_layers: Sequence[str] = CONTENT_LAYERS,
-    style_layers: Sequence[str] | Mapping[str, float] = STYLE_LAYERS,
-    **settings: object,
+    style_size: int | None,
+    style_scale: float | None,
+    content_layers: Sequence[str],
+    style_layers: Sequence[str] | Mapping[str, float],
+    weights: str | os.PathLike[str] | VGG19,
+    pooling: str,
+    device: str | torch.device | None,
+    precision: str,
+    optimizer: str,
+    history_size: int,
+    tv_weight: float | None,
 ) -> memory.MemoryEstimate:
-    """Refuse a run that would not fit on ``device`` (:func:`nst_lessons.memory.check_fits`), planned
+    """Refuse a run that would not fit on its device (:func:`nst_lessons.memory.check_fits`), planned
     from the images' headers (:func:`~nst_lessons.images.image_size`): nothing is decoded, let alone
-    resized to ``size``, before the refusal. Arguments as for :func:`style_transfer`; ``settings``:
-    keyword arguments of :func:`nst_lessons.memory.estimate` (``precision``, ``pooling``, ...)."""
+    resized to ``size``, and no model loaded, before the refusal. Arguments as for :func:`style_transfer`."""
     output = image_size(content) if size is None else resized_size(image_size(content), size)
     long_side = style_long_side((output[1], output[0]), style_size, style_scale)
     style = max((resized_size(image_size(s), long_side) for s in styles), key=lambda wh: wh[0] * wh[1])
-    estimate_at = memory_model(output, style, content_layers, style_layer_weights(style_layers), **settings)
-    return memory.check_fits(estimate_at, max(output), device)
+    estimate_at = memory_model(
+        output, style, content_layers, style_layer_weights(style_layers), precision=precision, optimizer=optimizer,
+        pooling=weights.pooling if isinstance(weights, VGG19) else pooling, history_size=history_size, tv=tv_weight != 0,
+    )  # fmt: skip
+    return memory.check_fits(estimate_at, max(output), _run_device(weights, device))
+
+
+_FIT_OPTIONS = ("size", "style_size", "style_scale", "content_layers", "style_layers", "weights", "pooling", "device",
+                "precision", "optimizer", "history_size", "tv_weight")  # fmt: skip
 
 
 def check_run_fits(content: ImageLike, style: ImageLike | Sequence[ImageLike], options: Mapping[str, object]) -> memory.MemoryEstimate:
     """:func:`check_fits` for the run ``style_transfer(content, style, **options)`` (its defaults for
     what ``options`` does not give), for callers that hold the options as a mapping."""
-    o = _DEFAULTS | dict(options)
-    weights = o["weights"]
-    return check_fits(
-        content, as_list(style), run_device(weights, o["device"]), size=o["size"], style_size=o["style_size"],  # type: ignore[arg-type]
-        style_scale=o["style_scale"], content_layers=o["content_layers"], style_layers=o["style_layers"],  # type: ignore[arg-type]
-        pooling=weights.pooling if isinstance(weights, VGG19) else o["pooling"], precision=o["precision"],
-        optimizer=o["optimizer"], history_size=o["history_size"], tv=o["tv_weight"] != 0,
-    )  # fmt: skip
+    given = _DEFAULTS | dict(options)
+    return check_fits(content, as_list(style), **{name: given[name] for name in _FIT_OPTIONS})  # type: ignore[arg-type]
 
 
 def memory_model(
