@@ -169,14 +169,14 @@ def run_batch(
     inputs = [*(("the content image", f) for f in files), *(("the style image", s) for s in style_files if isinstance(s, Path))]
     check_outputs([("the result", path) for path in dict.fromkeys(out_dir / output_name(f) for f in files)], inputs)
     out_dir.mkdir(exist_ok=True)
-    too_large: dict[Path, str] = {}
+    refused: dict[Path, str] = {}
     if options.get("check_memory", True):  # from the headers: before the model loads or any image is decoded at its size
         planned = dict(options, weights=weights, pooling=pooling, device=device, **({"size": levels[-1][0]} if levels else {}))
         for content in files:
             try:
                 check_run_fits(content, styles, planned)
             except (ImageError, ValueError, OSError) as error:
-                too_large[content] = str(error)
+                refused[content] = str(error)
     model = weights if isinstance(weights, VGG19) else None  # loaded for the first image that runs
     base: StyleTargets | None = None  # the first image's targets, which every other's are rescaled from
     per_image = {key: value for key, value in options.items() if key not in _TARGET_OPTIONS}
@@ -191,8 +191,8 @@ def run_batch(
         if output.exists() and not overwrite:
             report.kept.append((content, output))
             continue
-        if content in too_large:
-            report.failed.append((content, too_large[content]))
+        if content in refused:
+            report.failed.append((content, refused[content]))
             continue
         if model is None:
             model = load_vgg19(weights, pooling=pooling, device=device)
