@@ -59,17 +59,21 @@ class SameFileError(ValueError):
     """An output would overwrite an input (or another output); the message is one line naming both."""
 
 
+def _identity(path: str | os.PathLike[str]) -> tuple[str, tuple[int, int] | None]:
+    """Where ``path`` resolves to, and the (device, inode) of the file there if there is one."""
+    try:
+        stat = os.stat(path)
+    except OSError:  # not there (yet): where it resolves to decides
+        return os.path.realpath(path), None
+    return os.path.realpath(path), (stat.st_dev, stat.st_ino)
+
+
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     """Whether two paths name one file, however spelled: relative or absolute, through symbolic
     links or ``..``, or as two hard links to it (same device and inode). A path that does not exist
     yet is compared by where it resolves to."""
-    if os.path.realpath(a) == os.path.realpath(b):
-        return True
-    try:
-        first, second = os.stat(a), os.stat(b)
-    except OSError:  # one does not exist (yet): realpath has decided
-        return False
-    return (first.st_dev, first.st_ino) == (second.st_dev, second.st_ino)
+    (real_a, key_a), (real_b, key_b) = _identity(a), _identity(b)
+    return real_a == real_b or (key_a is not None and key_a == key_b)
 
 
 Named = tuple[str, str | os.PathLike[str]]
@@ -77,20 +81,30 @@ Named = tuple[str, str | os.PathLike[str]]
 
 
 def check_outputs(outputs: Iterable[Named], inputs: Iterable[Named]) -> None:
-    """Refuse, before any work, an output that is an input or another output (:func:`same_file`).
+    """Refuse, before any work, an output that is an input or an earlier output, by
+    :func:`same_file`'s rule (each path resolved once, so many inputs cost little).
 
     Raises:
         SameFileError: naming both, e.g. "the output out.png is the content image photo.jpg".
     """
-    inputs, seen = list(inputs), []
+    seen: dict[object, Named] = {}  # realpath strings and (device, inode) pairs, to what they belong to
+
+    def add(named: Named) -> None:
+        real, key = _identity(named[1])
+        for identity in (real, key) if key is not None else (real,):
+            seen.setdefault(identity, named)
+
+    for named in inputs:
+        add(named)
     for what, path in outputs:
-        for other_what, other in [*inputs, *seen]:
-            if same_file(path, other):
-                raise SameFileError(
-                    f"{what} {os.fspath(path)} is {other_what} {os.fspath(other)} (the same file); "
-                    "an output never replaces an input: choose another name"
-                )
-        seen.append((what, path))
+        real, key = _identity(path)
+        other = seen.get(real) or (seen.get(key) if key is not None else None)
+        if other is not None:
+            raise SameFileError(
+                f"{what} {os.fspath(path)} is {other[0]} {os.fspath(other[1])} (the same file); "
+                "an output never replaces an input: choose another name"
+            )
+        add((what, path))
 
 
 def check_writable(folder: str | os.PathLike[str]) -> None:
