@@ -5,7 +5,6 @@ notebooks zero."""
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
@@ -14,10 +13,10 @@ import pytest
 
 from nst_lessons.cli import main
 from nst_lessons.grading import CheckFailed, check
-from nst_lessons.grading.cases import ASSIGNMENTS, call, make_cases
+from nst_lessons.grading.cases import ASSIGNMENTS, make_cases
 from nst_lessons.grading.checks import NOT_ANSWERED, PARTS, POINTS, judge
 from nst_lessons.grading.notebooks import answer_cells, assignment_of, read_notebook, source_problems
-from nst_lessons.grading.observe import observe
+from test_grading_checks import edit, verdicts  # the same editing and judging as for nst_gradients
 
 COURSE = Path(__file__).parents[1] / "notebooks/exercises"
 NEW = ("nst_controls", "nst_video")
@@ -114,13 +113,6 @@ MISTAKES = [
 ]
 
 
-def edit(source: str, old: str | tuple[str, ...], new: str | tuple[str, ...]) -> str:
-    for before, after in zip(*((old, new) if isinstance(old, tuple) else ((old,), (new,)))):
-        assert before in source, before
-        source = source.replace(before, after)
-    return source
-
-
 def define(name: str, source: str) -> object:
     """The function an answer cell defines, with the earlier answers of its assignment it may call."""
     exercises = next(e for e in ASSIGNMENTS.values() if name in e)
@@ -130,12 +122,6 @@ def define(name: str, source: str) -> object:
         exec(SOLUTIONS[grade_id], namespace)
     exec(source, namespace)
     return namespace[name]
-
-
-def verdicts(name: str, fn: object, hidden: bool) -> dict[str, str | None]:
-    cases = make_cases(name, hidden=hidden)
-    observations = [observe(functools.partial(call, name, fn, case), case.args) for case in cases]
-    return {v.part.title: v.problem for v in judge(name, cases, observations)}
 
 
 @pytest.mark.parametrize("name", [*ASSIGNMENTS["nst_controls"], *ASSIGNMENTS["nst_video"]])
