@@ -3,7 +3,8 @@
 Each notebook is executed in a fresh kernel, in the mode this machine allows (:mod:`nst_lessons.lesson`:
 the paper's sizes and the real weights on a GPU with internet, smaller sizes on a CPU, tiny images and
 random weights in fast mode), and exported with nbconvert to one HTML page with its outputs: figures
-embedded as data URIs, formulas rendered by MathJax in the reader's browser. A banner at the top of
+embedded as data URIs, and formulas typeset by matplotlib's mathtext as embedded images (so that
+the pages read offline; their TeX is the images' alt text). A banner at the top of
 every page says in which mode, on which device and with which weights the page was built. The index
 lists the notebooks in the order of ``notebooks/README.md`` (those it does not list come after, by
 name). A notebook that fails still gets its page, with the outputs up to the failing cell and the
@@ -18,11 +19,14 @@ folder, which would mix outputs with inputs.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import html
+import io
 import os
 import re
 import shutil
+import struct
 import sys
 import tempfile
 import time
@@ -35,6 +39,28 @@ from nbformat import NotebookNode
 
 from nst_lessons.files import atomic_dir
 from nst_lessons.lesson import FAST_ENV, settings
+
+MATHJAX_TO_MATHTEXT: tuple[tuple[str, str], ...] = (
+    (r"\\[dt]?frac\s*([0-9A-Za-z])([0-9A-Za-z])", r"\\frac{\1}{\2}"),  # \frac12 -> \frac{1}{2}
+    (r"\\[dt]frac(?![A-Za-z])", r"\\frac"),
+    (r"\\sqrt\s*([0-9A-Za-z])", r"\\sqrt{\1}"),  # \sqrt2 -> \sqrt{2}
+    (r"\\le(?![A-Za-z])", r"\\leq"),
+    (r"\\ge(?![A-Za-z])", r"\\geq"),
+    (r"\\[lr]Vert(?![A-Za-z])", r"\\Vert"),
+    (r"\\[Bb]igg?[lr]?(?![A-Za-z])", ""),  # delimiter sizes
+    (r"\\texttt(?![A-Za-z])", r"\\mathtt"),
+    (r"\\boxed(?![A-Za-z])", ""),
+    (r"\\(begin|end)\{cases\}", ""),
+    (r"\\\\", r"\\quad "),  # a line break (in cases)
+    (r"&", " "),  # a column separator (in cases)
+)
+"""(pattern, replacement) pairs, applied in order, that turn the MathJax notation the notebooks use
+into matplotlib's mathtext, which renders the site's formulas (and checks them in the tests)."""
+
+CODE_PATTERN = re.compile(r"```.*?```|`[^`\n]*`", re.S)
+MATH_PATTERN = re.compile(r"(?<![\\$])\$\$(.+?)\$\$|(?<![\\$])\$(?!\$)(.+?)(?<![\\$])\$", re.S)
+"""``$$...$$`` (group 1) or ``$...$`` (group 2) in markdown, outside code (remove :data:`CODE_PATTERN` first)."""
+MATH_DPI = 200
 
 DEFAULT_SOURCE = Path("notebooks")
 MARKER = ".nst-lessons-book"
@@ -121,6 +147,56 @@ def mode_banner(mode: str, device: str, random_weights: bool) -> str:
     )
 
 
+def to_mathtext(formula: str) -> str:
+    """A formula of the notebooks in matplotlib's mathtext (:data:`MATHJAX_TO_MATHTEXT`), on one line."""
+    tex = formula.replace("\n", " ")
+    for pattern, replacement in MATHJAX_TO_MATHTEXT:
+        tex = re.sub(pattern, replacement, tex)
+    return tex
+
+
+def formula_image(formula: str, display: bool) -> str | None:
+    """``formula`` typeset by matplotlib as an embedded PNG ``<img>`` (centred on a line of its own
+    when ``display``), its TeX as the alt text; None if mathtext cannot parse it."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.mathtext import math_to_image
+
+    buffer = io.BytesIO()
+    try:
+        depth = math_to_image(
+            f"${to_mathtext(formula)}$", buffer, prop=FontProperties(size=13 if display else 11.5, math_fontfamily="cm"),
+            dpi=MATH_DPI, format="png",
+        )  # fmt: skip
+    except Exception:  # mathtext's parse errors have no common type; MathJax may still typeset it online
+        return None
+    data = buffer.getvalue()
+    width, height = struct.unpack(">II", data[16:24])  # the PNG header's IHDR
+    scale = 96 / MATH_DPI  # CSS pixels per image pixel: sharp on a high-resolution screen
+    style = f"width:{width * scale:.1f}px;height:{height * scale:.1f}px;vertical-align:{-depth * scale:.1f}px"
+    alt = html.escape(" ".join(formula.split()))
+    img = f'<img class="nst-math" alt="{alt}" style="{style}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+    return f'<span style="display:block;text-align:center;margin:0.5em 0">{img}</span>' if display else img
+
+
+def typeset(markdown: str) -> str:
+    """``markdown`` with every formula outside code replaced by its :func:`formula_image`, so that
+    the pages show typeset formulas without a network (one that mathtext cannot parse stays TeX)."""
+    pieces, last = [], 0
+    for code in [*CODE_PATTERN.finditer(markdown), None]:
+        end = code.start() if code else len(markdown)
+        text = markdown[last:end]
+
+        def image(match: re.Match[str]) -> str:
+            display = match.group(1) is not None
+            return formula_image(match.group(1) if display else match.group(2), display) or match.group(0)
+
+        pieces.append(MATH_PATTERN.sub(image, text))
+        if code:
+            pieces.append(code.group(0))
+            last = code.end()
+    return "".join(pieces)
+
+
 def _execute(nb: NotebookNode, cwd: Path, env: dict[str, str], timeout: float) -> str | None:
     """Run ``nb`` in place in a fresh kernel; the error (one line) if a cell failed."""
     from nbclient import NotebookClient
@@ -164,6 +240,9 @@ def render_page(nb: NotebookNode, page: Page, banner: str) -> str:
             "The outputs below stop at the failing cell.</div>"
         )
     nb = nbformat.from_dict(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = typeset(cell.source)
     nb.cells.insert(0, nbformat.v4.new_markdown_cell("\n".join(head)))
     nb.cells[0]["id"] = "nst-book-banner"
     body, _ = HTMLExporter(template_name="lab").from_notebook_node(nb, resources={"metadata": {"name": page.title}})
@@ -316,11 +395,15 @@ __all__ = [
     "Page",
     "add_book_parser",
     "build_site",
+    "MATHJAX_TO_MATHTEXT",
     "check_site",
+    "formula_image",
     "mode_banner",
     "notebook_order",
     "render_index",
     "render_page",
     "run_book",
     "select",
+    "to_mathtext",
+    "typeset",
 ]
