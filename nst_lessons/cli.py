@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import glob
 import json
+import os
 import re
 import signal
 import sys
@@ -318,17 +319,21 @@ class Terminated(BaseException):
     and nothing half-done is left behind."""
 
 
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated
-
-
 @contextlib.contextmanager
 def _sigterm_raises() -> Iterator[None]:
     """SIGTERM raises :class:`Terminated` for the duration (where a handler can be set: the main thread)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    pid = os.getpid()
+
+    def terminate(signum: int, frame: object) -> None:
+        if os.getpid() != pid:  # a forked child (a DataLoader worker) ends as it would have without us
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
         yield
     finally:
