@@ -32,7 +32,7 @@ from PIL import Image
 
 from nst_lessons.data import resolve_image
 from nst_lessons.files import check_outputs, check_writable
-from nst_lessons.images import ImageError, ImageLike, check_output_path, load_image, save_image
+from nst_lessons.images import ImageError, ImageLike, image_format, load_image, save_image
 from nst_lessons.pyramid import pyramid_transfer
 from nst_lessons.targets import StyleTargets, as_list, shared_targets
 from nst_lessons.transfer import TransferResult, check_run_fits, style_transfer
@@ -98,7 +98,7 @@ def check_results_folder(out_dir: str | os.PathLike[str]) -> Path:
 def output_name(content: Path) -> str:
     """The result's file name: the content's, or its stem + ``.png`` if Pillow cannot write that format."""
     try:
-        check_output_path(Path(content.name))
+        image_format(content.name)
     except ImageError:
         return content.stem + ".png"
     return content.name

@@ -179,18 +179,26 @@ def to_uint8(a: np.ndarray) -> np.ndarray:
     return a if a.dtype == np.uint8 else np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def check_output_path(path: str | os.PathLike[str]) -> str:
-    """The Pillow format an RGB image would be saved in at ``path``; a clear :class:`ImageError`
-    if that path cannot take one (unknown or read-only format, missing folder, a directory), or a
-    ``PermissionError`` naming the folder if no file can be created there (:func:`check_writable`)."""
-    path = Path(path)
-    fmt = Image.registered_extensions().get(path.suffix.lower())
+def image_format(name: str | os.PathLike[str]) -> str:
+    """The Pillow format an RGB image named ``name`` would be saved in (from its extension); a clear
+    :class:`ImageError` if none can take it (unknown or read-only format). Looks at the name only."""
+    name = Path(name)
+    fmt = Image.registered_extensions().get(name.suffix.lower())
     if fmt is None or fmt not in Image.SAVE:
-        raise ImageError(f"cannot write an image format from {path.name!r}; use .png or .jpg")
+        raise ImageError(f"cannot write an image format from {name.name!r}; use .png or .jpg")
     try:
         Image.new("RGB", (1, 1)).save(io.BytesIO(), format=fmt)
     except (OSError, ValueError, KeyError) as error:
         raise ImageError(f"cannot write an RGB image as {fmt} ({error}); use .png or .jpg") from None
+    return fmt
+
+
+def check_output_path(path: str | os.PathLike[str]) -> str:
+    """The Pillow format an RGB image would be saved in at ``path`` (:func:`image_format`); a clear
+    :class:`ImageError` if that path cannot take one (the format, a missing folder, a directory), or
+    a ``PermissionError`` naming the folder if no file can be created there (:func:`check_writable`)."""
+    path = Path(path)
+    fmt = image_format(path)
     if not path.parent.is_dir():
         raise ImageError(f"cannot write {path}: folder {path.parent} does not exist")
     if path.is_dir():
