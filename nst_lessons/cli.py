@@ -2,7 +2,7 @@
 
     nst-lessons transfer CONTENT STYLE [STYLE ...] -o OUT.png [options]   stylise a photo
     nst-lessons transfer CONTENT [CONTENT ...] STYLE -o FOLDER [options]  stylise many (files and/or folders)
-    nst-lessons weights {imagenet,caffe}                      download VGG-19 weights once
+    nst-lessons weights {imagenet,caffe} [--network vgg16]    download VGG weights once
     nst-lessons style-space FOLDER -o OUT                     compare a collection by style and content
     nst-lessons video IN STYLE -o OUT [options]               stylise a video (mp4, webm, gif, frames)
     nst-lessons examples                                      list the example images
@@ -33,7 +33,7 @@ from nst_lessons.images import MIN_SIDE, ImageError, check_output_path, save_ima
 from nst_lessons.pyramid import parse_levels, pyramid_transfer
 from nst_lessons.style_space import add_style_space_parser
 from nst_lessons.transfer import CONTENT_LAYERS, INITS, OPTIMIZERS, PRECISIONS, STYLE_LAYERS, style_transfer
-from nst_lessons.vgg import CHECKPOINTS, WeightsError, fetch_weights, resolve_layer, weights_home
+from nst_lessons.vgg import ARCHS, CHECKPOINTS, WeightsError, fetch_weights, resolve_layer, weights_home
 from nst_lessons.video import add_video_parser
 
 
@@ -234,13 +234,15 @@ def _run_transfer(args: argparse.Namespace) -> int:
 def _add_weights(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "weights",
-        help="download and cache VGG-19 weights",
-        description="Download a published VGG-19 checkpoint once, verify its SHA-256 and keep its "
+        help="download and cache VGG weights",
+        description="Download a published VGG checkpoint once, verify its SHA-256 and keep its "
         "convolutional part under $NST_LESSONS_HOME (default: torch's hub cache). "
-        "$NST_LESSONS_WEIGHTS_MIRROR=<base URL> fetches from a mirror holding the same file names.",
+        "$NST_LESSONS_WEIGHTS_MIRROR=<base URL> fetches from a mirror holding the same file names. "
+        "Published: " + ", ".join(f"{arch} {weights}" for arch, weights in CHECKPOINTS) + ".",
     )
-    p.add_argument("name", choices=tuple(CHECKPOINTS), help="which weights")
-    p.set_defaults(func=lambda args: print(fetch_weights(args.name)) or 0)
+    p.add_argument("name", choices=tuple(dict.fromkeys(w for _, w in CHECKPOINTS)), help="which weights")
+    p.add_argument("--network", choices=ARCHS, default="vgg19", help="which VGG (default vgg19)")
+    p.set_defaults(func=lambda args: print(fetch_weights(args.name, arch=args.network)) or 0)
 
 
 def _add_examples(subparsers: argparse._SubParsersAction) -> None:
