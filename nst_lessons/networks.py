@@ -172,6 +172,7 @@ NETWORKS: dict[str, Builder | str] = {
     "vgg16": "nst_lessons.vgg:build",
     "vgg13": "nst_lessons.vgg:build",
     "vgg11": "nst_lessons.vgg:build",
+    "multiscale": "nst_lessons.multiscale:build",
 }
 """Every network by name: a builder, or ``"module:function"`` naming one (imported on first use)."""
 
