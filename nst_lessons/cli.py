@@ -5,6 +5,7 @@
     nst-lessons weights {imagenet,caffe} [--network vgg16]    download VGG weights once
     nst-lessons style-space FOLDER -o OUT                     compare a collection by style and content
     nst-lessons video IN STYLE -o OUT [options]               stylise a video (mp4, webm, gif, frames)
+    nst-lessons texture STYLE -o OUT [options]                synthesise a texture like STYLE from noise
     nst-lessons examples                                      list the example images
     nst-lessons grade SUBMISSION.ipynb --results results.json grade an exercise notebook
     nst-lessons release [COURSE]                              write the student notebooks
@@ -32,6 +33,7 @@ from nst_lessons.grading.cli import add_grade_parser, add_release_parser
 from nst_lessons.images import MIN_SIDE, ImageError, check_output_path, save_image
 from nst_lessons.pyramid import parse_levels, pyramid_transfer
 from nst_lessons.style_space import add_style_space_parser
+from nst_lessons.texture import add_texture_parser
 from nst_lessons.transfer import CONTENT_LAYERS, INITS, OPTIMIZERS, PRECISIONS, STYLE_LAYERS, style_transfer
 from nst_lessons.vgg import ARCHS, CHECKPOINTS, WeightsError, fetch_weights, resolve_layer, weights_home
 from nst_lessons.video import add_video_parser
@@ -270,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_release_parser(subparsers)
     add_style_space_parser(subparsers)
     add_video_parser(subparsers)
+    add_texture_parser(subparsers)
     return parser
 
 
