@@ -32,7 +32,9 @@ attribute set by the builder (it depends on the weights, not only the architectu
 
 from __future__ import annotations
 
+import functools
 import importlib
+import itertools
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -64,10 +66,12 @@ class NetworkSpec:
 
     @classmethod
     def parse(cls, text: str, **fields: object) -> NetworkSpec:
-        """A spec from a network name, with any other fields given: ``parse("vgg16", weights="random")``."""
-        if text not in NETWORKS:
-            raise ValueError(f"unknown network {text!r}; expected one of {', '.join(NETWORKS)}")
-        return cls(arch=text, **fields)  # type: ignore[arg-type]
+        """A spec from ``"NAME"`` or ``"NAME:WEIGHTS"`` (``"vgg16:random"``, ``"vgg19:/path/vgg19.pth"``),
+        with any other fields given: ``parse("vgg16", weights="random")``; weights in the text win."""
+        name, colon, weights = text.partition(":")
+        if name not in NETWORKS:
+            raise ValueError(f"unknown network {name!r}; expected one of {', '.join(NETWORKS)}")
+        return cls(arch=name, **{**fields, **({"weights": weights} if colon else {})})  # type: ignore[arg-type]
 
     def with_(self, **fields: object) -> NetworkSpec:
         """A copy with some fields changed."""
@@ -113,6 +117,12 @@ class FeatureNetwork(nn.Module):
         if not names:
             raise ValueError("no layers given")
         return max(names, key=self.layer_index)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the network's tensors are: its first parameter's device (or buffer's, for a network
+        that keeps fixed filters as buffers)."""
+        return next(itertools.chain(self.parameters(), self.buffers())).device
 
     @property
     def title(self) -> str:
@@ -194,7 +204,7 @@ def _builder(arch: str) -> Builder:
 
 
 def as_spec(network: str | NetworkSpec, **fields: object) -> NetworkSpec:
-    """A :class:`NetworkSpec` from a name (with ``fields``) or a spec (``fields`` ignored)."""
+    """A :class:`NetworkSpec` from ``"NAME[:WEIGHTS]"`` (with ``fields``) or a spec (``fields`` ignored)."""
     return network if isinstance(network, NetworkSpec) else NetworkSpec.parse(network, **fields)
 
 
@@ -216,10 +226,16 @@ def load_network(
 
 
 def describe_network(network: str | NetworkSpec | FeatureNetwork, **fields: object) -> FeatureNetwork:
-    """The network's shapes and costs without its weights (on the meta device): cheap, offline."""
+    """The network's shapes and costs without its weights (on the meta device): cheap, offline, and
+    made once per spec."""
     if isinstance(network, FeatureNetwork):
         return network
-    return load_network(network, torch.device("meta"), progress=False, **fields)
+    return _described(as_spec(network, **fields))
+
+
+@functools.lru_cache(maxsize=32)
+def _described(spec: NetworkSpec) -> FeatureNetwork:
+    return load_network(spec, torch.device("meta"), progress=False)
 
 
 __all__ = [

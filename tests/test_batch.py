@@ -98,7 +98,7 @@ def test_one_model_for_the_whole_batch(tmp_path: Path, random_model: VGG19, monk
     monkeypatch.setattr(batch, "style_transfer", fake)
     monkeypatch.setattr(batch, "load_vgg19", lambda *a, **k: random_model)
     contents = [_image(tmp_path / f"{k}.png", k) for k in range(3)]
-    report = run_batch(contents, _image(tmp_path / "style.jpg", 9), tmp_path / "out", weights="random", size=40)
+    report = run_batch(contents, _image(tmp_path / "style.jpg", 9), tmp_path / "out", network="vgg19:random", size=40)
     assert len(models) == 3 and all(m is random_model for m in models)
     assert [o.name for _, o in report.written] == ["0.png", "1.png", "2.png"]
 

@@ -85,7 +85,7 @@ def test_features_match_the_model_in_every_mode(random_model) -> None:  # noqa: 
 
 def test_fast_options_run_on_the_cpu() -> None:
     content, style = example_path("strokes"), example_path("waves")
-    options = dict(size=32, iterations=4, weights="random", device="cpu", progress=False)
+    options = dict(size=32, iterations=4, network="vgg19:random", device="cpu", progress=False)
     exact = style_transfer(content, style, **options)
     fast = style_transfer(content, style, **options, **MODES["bf16"])
     assert fast.settings["precision"] == "bf16" and fast.settings["cuda_graphs"] is False  # no CUDA here

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore::nst_lessons.vgg.RandomWeightsW
 
 
 CONTENT, STYLE = example_path("grace_hopper"), example_path("strokes")
-OPTIONS = dict(weights="random", device="cpu", progress=False)
+OPTIONS = dict(network="vgg19:random", device="cpu", progress=False)
 
 
 def test_each_level_starts_from_the_last(monkeypatch: pytest.MonkeyPatch) -> None:
