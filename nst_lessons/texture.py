@@ -17,11 +17,16 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 import torch
 
+from nst_lessons import memory
 from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, check_output_path, load_image, save_image
-from nst_lessons.transfer import TransferResult, style_transfer
+from nst_lessons.networks import FeatureNetwork
+from nst_lessons.targets import style_layer_weights
+from nst_lessons.transfer import Speed, TransferResult, describe, memory_model, style_transfer
+from nst_lessons.vgg import default_device
 
 DEFAULT_SIZE = 256
 """The long side of the source texture, and of the output unless its width or height is given."""
@@ -78,8 +83,13 @@ def texture_synthesis(
     for name in ("content_layers", "content_weight", "init", "style_size", "style_scale", "masks", "preserve_color"):
         if name in options:
             raise ValueError(f"texture synthesis takes no {name}: it has no content image and starts from noise")
-    source = load_image(style, size)
-    out_width, out_height = texture_shape(source.size, width, height)
+    source = load_image(style)  # as given: resized only once the run is known to fit
+    scale = (size or max(source.size)) / max(source.size)
+    style_shape = (max(1, round(source.width * scale)), max(1, round(source.height * scale)))
+    out_width, out_height = texture_shape(style_shape, width, height)
+    if options.get("check_memory", True):
+        _check_fits(network, seed, style_shape, (out_width, out_height), tv_weight, options)
+    source = load_image(source, size)
     blank = torch.zeros(1, 3, out_height, out_width)
     result = style_transfer(
         blank, source, size=None, style_size=max(source.size), iterations=iterations, content_layers=(),
@@ -87,6 +97,23 @@ def texture_synthesis(
     )  # fmt: skip
     result.settings.update(task="texture", size=size, width=out_width, height=out_height)
     return result
+
+
+def _check_fits(
+    network: object, seed: int | None, style_shape: tuple[int, int], shape: tuple[int, int], tv_weight: float | None,
+    options: dict[str, object],
+) -> None:
+    """:func:`~nst_lessons.memory.check_fits` for the run, before the source is resized or the output
+    allocated (style_transfer checks again once it has them, too late for a --size of 100000)."""
+    described = describe(network, seed)  # type: ignore[arg-type]
+    device = described.device if isinstance(network, FeatureNetwork) else default_device(options.get("device"))  # type: ignore[arg-type]
+    speed = options.get("speed") or Speed()
+    estimate = memory_model(
+        shape, style_shape, (), style_layer_weights(options.get("style_layers"), described), network=described,  # type: ignore[arg-type]
+        precision=speed.precision, optimizer=options.get("optimizer", "lbfgs"), history_size=options.get("history_size", 100),  # type: ignore[union-attr]
+        tv=tv_weight is None or tv_weight > 0,
+    )  # fmt: skip
+    memory.check_fits(estimate, max(shape), device, remedies="a smaller --size/--width/--height or a lower history_size")
 
 
 # --------------------------------------------------------------------------- command line
@@ -134,10 +161,9 @@ def run_image_texture(args: argparse.Namespace) -> int:
     the result written atomically, one line of summary."""
     from nst_lessons.arguments import network_spec
     from nst_lessons.data import resolve_image
-    from nst_lessons.transfer import Speed
 
-    style = resolve_image(str(args.style))
     check_output_path(args.output)
+    style = resolve_image(str(args.style))
     if same_file(style, args.output):
         raise ImageError(f"the output {args.output} is the input texture {args.style}; choose another name")
     result = texture_synthesis(
