@@ -13,6 +13,7 @@ to random weights when they cannot be had, saying so in a banner that no one can
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -155,8 +156,29 @@ def load_model(
 
 
 def is_random(model: FeatureNetwork) -> bool:
-    """True when ``model`` has random, untrained filters."""
-    return model.random
+    """True when ``model`` is a network meant to be trained whose weights are random: what the red
+    band warns about. The multi-scale network's filters are random by design (it is what it is
+    meant to be, and makes real textures), so it gets no band, only its name under the figure."""
+    return model.random and model.name != "multiscale"
+
+
+def style_model(pooling: str = "max") -> FeatureNetwork:
+    """The network for figures whose point is texture or style: VGG-19 with its trained weights
+    when they can be had; otherwise (offline, fast mode) the random multi-scale network
+    (:mod:`nst_lessons.multiscale`), which makes recognisable textures without any training
+    (notebook 12). Says in one line which one it is."""
+    s = settings()
+    trained = NetworkSpec("vgg19", "imagenet", pooling)
+    key = (trained, f"style figures on {s.device}")  # cached apart from load_model's, failures too
+    if key not in _MODELS:
+        model = None
+        if s.mode != "fast":
+            with contextlib.suppress(WeightsError):
+                model = load_network(trained, s.device)
+        _MODELS[key] = (model or load_network("multiscale", s.device), "")
+    model = _MODELS[key][0]
+    print(f"Texture and style figures use {model.describe()}.")
+    return model
 
 
 def random_weights_banner(reason: str = "", title: str = "VGG-19") -> None:
