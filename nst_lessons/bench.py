@@ -391,6 +391,46 @@ def _cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
+def network_evaluations(
+    names: Sequence[str], sizes: Sequence[int], device: torch.device, block: int, repeats: int
+) -> list[dict[str, object]]:
+    """ms per evaluation (forward and backward of L_total) of each network with its own default
+    layers and loss weights, per size. The networks take turns block by block (on a shared CPU, load
+    then hits them alike); median and minimum over ``repeats`` blocks, and each one's ratio to the
+    first network's median."""
+    from nst_lessons.networks import load_network
+    from nst_lessons.targets import style_layer_weights
+
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomWeightsWarning)
+        networks = {name: load_network(name, device, weights="random") for name in names}
+    for size in sizes:
+        content, style = _square("grace_hopper", size, device), _square("mosaic", size, device)
+        runs = {}
+        for name, net in networks.items():
+            objective = Objective(net, content, style, net.content_layers, style_layer_weights(None, net), *net.loss_weights)
+            x = content.clone().requires_grad_(True)
+            runs[name] = (lambda objective=objective, x=x: objective(x))
+            runs[name]()  # warm-up: the FFT's kernel spectra, allocator
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(repeats):
+            for name, run in runs.items():
+                times[name].append(time_ms(run, device, block, 1)[0])
+        first = statistics.median(times[names[0]])
+        row = {"size": size, "networks": {
+            name: {"ms_per_evaluation": statistics.median(t), "min_ms": min(t), "ratio": statistics.median(t) / first}
+            for name, t in times.items()
+        }}  # fmt: skip
+        rows.append(row)
+        print(f"{size} px, ms/evaluation (median of {repeats} interleaved blocks of {block}): " + ", ".join(
+            f"{name} {r['ms_per_evaluation']:.0f} (min {r['min_ms']:.0f}, x{r['ratio']:.2f})" for name, r in row["networks"].items()
+        ))  # fmt: skip
+        del runs
+        _release(device)
+    return rows
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m nst_lessons.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", help="square sizes in px (default 256 ... 4096 on a GPU, 128 256 on the CPU)")
@@ -404,6 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-size", type=int, help="size of the fp32-vs-fast loss check (default 512, else the smallest size)")
     p.add_argument("--check-iterations", type=int, help="iterations of the loss check (default 500; 0 skips it)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument(
+        "--networks", nargs="*", default=["vgg19", "multiscale"],
+        help="also time one evaluation of these networks (own layers and weights), interleaved, at each size "
+        "(default vgg19 multiscale; none: skip)",
+    )
+    p.add_argument("--only-networks", action="store_true", help="time only the networks, not the modes")
     p.add_argument("--tiny", action="store_true", help=f"smoke test: defaults become {TINY}")
     p.add_argument("--out", type=Path, help="JSON output (default bench/results/<device>-<date>.json)")
     return p
@@ -481,8 +527,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.weights == "random":
         print("weights: random (timing is the same as with trained weights; the images are not the paper's)")
 
+    networks = network_evaluations(args.networks, args.sizes, device, args.block, args.repeats) if args.networks else []
     results = []
-    for size in args.sizes:
+    for size in [] if args.only_networks else args.sizes:
         results.append(measure_size(size, modes, vgg, args, device))
         _release(device)
     report: dict[str, object] = {
@@ -498,9 +545,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "modes": {m: MODES.get(m, "tutorial") for m in modes},
         },  # fmt: skip
         "results": results,
+        "networks": networks,
     }
     failed = any(r["failed"] for r in results)
-    if args.check_iterations > 0:
+    if args.check_iterations > 0 and not args.only_networks:
         check_size = args.check_size or (512 if 512 in args.sizes else min(args.sizes))
         try:
             report["loss_check"] = check = loss_check(vgg, check_size, args, device)
