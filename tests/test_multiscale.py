@@ -100,3 +100,13 @@ def test_preprocessing_is_caffe() -> None:
     grey[:, 0] = 1.0  # red
     x = net.preprocess(grey)
     torch.testing.assert_close(x[0, :, 0, 0], torch.tensor([127.5 - 103.939, 127.5 - 116.779, 255.0 - 123.68]))
+
+
+def test_lessons_use_it_offline_without_the_red_band(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from nst_lessons import lesson
+
+    monkeypatch.setenv("NST_LESSONS_FAST", "1")
+    model = lesson.style_model()
+    assert isinstance(model, MultiScale) and not lesson.is_random(model)
+    assert "random multi-scale network" in capsys.readouterr().out
+    assert lesson.is_random(load_network("vgg19", "cpu", weights="random"))
