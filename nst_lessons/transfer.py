@@ -657,7 +657,7 @@ def network_spec(network: str | NetworkSpec, seed: int | None = None) -> Network
     return as_spec(network, seed=0 if seed is None else seed)
 
 
-def describe(network: Network, seed: int | None = None) -> FeatureNetwork:
+def described(network: Network, seed: int | None = None) -> FeatureNetwork:
     """The network's shapes, layer names and defaults without loading anything (a loaded network
     is its own description)."""
     return network if isinstance(network, FeatureNetwork) else describe_network(network_spec(network, seed))
@@ -893,8 +893,8 @@ def style_transfer(
         check_output_path(save_path)
     if style_targets is not None and (style_size, style_scale, style_blend_weights, masks) != (None,) * 4:
         raise ValueError("with style_targets, give no style_size, style_scale, style_blend_weights or masks")
-    content_described = describe(network, seed)  # layer names and shapes: nothing loaded yet
-    style_described = content_described if style_network is None else describe(style_network, seed)
+    content_described = described(network, seed)  # layer names and shapes: nothing loaded yet
+    style_described = content_described if style_network is None else described(style_network, seed)
     content_layers = content_described.content_layers if content_layers is None else tuple(content_layers)
     for name in content_layers:
         content_described.layer_index(name)

@@ -30,6 +30,7 @@ import uuid
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -492,17 +493,11 @@ def load_vgg(
 
 
 def load_vgg19(
-    weights: str | os.PathLike[str] = "imagenet",
-    pooling: str = "max",
-    device: str | torch.device | None = None,
-    *,
-    preprocessing: str | None = None,
-    seed: int = 0,
-    progress: bool = True,
+    weights: str | os.PathLike[str] = "imagenet", pooling: str = "max", device: str | torch.device | None = None, **options: Any
 ) -> VGG19:
-    """:func:`load_vgg` for VGG-19: ``"imagenet"`` is torchvision's ``vgg19-dcbb9e9d.pth``,
-    ``"caffe"`` jcjohnson's ``vgg19-d01eb7cb.pth``."""
-    return load_vgg("vgg19", weights, pooling, device, preprocessing=preprocessing, seed=seed, progress=progress)  # type: ignore[return-value]
+    """:func:`load_vgg` for VGG-19 (``options``: its ``preprocessing``, ``seed``, ``progress``):
+    ``"imagenet"`` is torchvision's ``vgg19-dcbb9e9d.pth``, ``"caffe"`` jcjohnson's ``vgg19-d01eb7cb.pth``."""
+    return load_vgg("vgg19", weights, pooling, device, **options)  # type: ignore[return-value]
 
 
 def build(spec: NetworkSpec, device: str | torch.device | None = None, progress: bool = True) -> VGG:

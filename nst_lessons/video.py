@@ -72,7 +72,7 @@ from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, load_image, to_u
 from nst_lessons.targets import StyleTargets, shared_targets
 from nst_lessons.networks import FeatureNetwork
 from nst_lessons.transfer import (
-    CONTENT_LAYERS, PRECISIONS, STYLE_LAYERS, Network, Speed, TransferResult, describe, load_networks, memory_model, pop_legacy,
+    CONTENT_LAYERS, PRECISIONS, STYLE_LAYERS, Network, Speed, TransferResult, described, load_networks, memory_model, pop_legacy,
     style_transfer,
 )  # fmt: skip
 from nst_lessons.vgg import default_device
@@ -692,12 +692,12 @@ def stylise_video(
     style_image = load_image(style, options.get("style_size") or max(wh))  # type: ignore[arg-type]
     seed = options.pop("seed", None)
     if check_memory:  # before the weights are loaded (or downloaded): the networks' descriptions
-        described = describe(network, seed), None if style_network is None else describe(style_network, seed)  # type: ignore[arg-type]
+        nets = described(network, seed), None if style_network is None else described(style_network, seed)  # type: ignore[arg-type]
         settings = {k: options[k] for k in ("optimizer", "history_size") if k in options}
         check_fits(total, wh, style_image.size, kind, run_device,
-                   content_layers=options.get("content_layers") or described[0].content_layers,  # type: ignore[arg-type]
-                   style_layers=list(options.get("style_layers") or (described[1] or described[0]).style_layers),  # type: ignore[call-overload]
-                   network=described[0], style_network=described[1], tv=options.get("tv_weight") != 0,
+                   content_layers=options.get("content_layers") or nets[0].content_layers,  # type: ignore[arg-type]
+                   style_layers=list(options.get("style_layers") or (nets[1] or nets[0]).style_layers),  # type: ignore[call-overload]
+                   network=nets[0], style_network=nets[1], tv=options.get("tv_weight") != 0,
                    precision=getattr(options.get("speed"), "precision", "fp32"), **settings)  # fmt: skip
     model, style_model = load_networks(network, style_network, run_device, seed)  # type: ignore[arg-type]
     frames = itertools.islice(iter_frames(source), total)
