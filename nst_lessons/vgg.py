@@ -357,6 +357,13 @@ def _save_conv(state: dict[str, Tensor], conv: Path) -> None:
         torch.save(state, tmp)
 
 
+def check_published(arch: str, weights: str) -> None:
+    """A ``ValueError`` unless :data:`CHECKPOINTS` has ``weights`` for ``arch``."""
+    if (arch, weights) not in CHECKPOINTS:
+        published = ", ".join(w for a, w in CHECKPOINTS if a == arch)
+        raise ValueError(f"no published {weights!r} weights for {TITLES.get(arch, arch)}; expected one of {published}")
+
+
 def fetch_weights(weights: str, *, arch: str = "vgg19", progress: bool = True) -> Path:
     """Path of the convolutional weights of a published checkpoint, downloading once if needed.
 
@@ -367,9 +374,7 @@ def fetch_weights(weights: str, *, arch: str = "vgg19", progress: bool = True) -
     saved. A cached features file that fails to load is removed and fetched again. Several processes
     may fetch into one cache at once (a classroom's shared folder).
     """
-    if (arch, weights) not in CHECKPOINTS:
-        published = ", ".join(w for a, w in CHECKPOINTS if a == arch)
-        raise ValueError(f"no published {weights!r} weights for {TITLES.get(arch, arch)}; expected one of {published}")
+    check_published(arch, weights)
     file_name, _ = CHECKPOINTS[arch, weights]
     home = weights_home()
     full = home / file_name
@@ -456,6 +461,8 @@ def load_vgg(
     if arch not in BLOCKS:
         raise ValueError(f"unknown VGG {arch!r}; expected one of {', '.join(ARCHS)}")
     source = os.fspath(weights)
+    if source in ("imagenet", "caffe"):  # refused already when only described, before any work
+        check_published(arch, source)
     if preprocessing is None:
         preprocessing = "caffe" if source == "caffe" or _is_caffe_file(source) else "imagenet"
     device = default_device(device)
