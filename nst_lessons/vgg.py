@@ -327,7 +327,7 @@ def _conv_state(state: Mapping[str, object], source: str, arch: str) -> dict[str
     with torch.device("meta"):
         template = VGG(arch).state_dict()
     conv = {k: v for k, v in state.items() if isinstance(k, str) and k.startswith("features.")}
-    missing = sorted(set(template) - set(conv), key=lambda k: int(k.split(".")[1]))
+    missing = sorted(set(template) - set(conv), key=lambda k: (int(k.split(".")[1]), k))
     if missing:
         raise WeightsError(f"{source} is not a {TITLES[arch]} checkpoint in torchvision's layout: no {missing[0]}")
     for key, value in conv.items():

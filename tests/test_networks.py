@@ -94,8 +94,8 @@ def test_published_checkpoints_and_caffe_vgg16(tmp_path: Path, monkeypatch: pyte
     model = load_network("vgg16:caffe", "cpu", progress=False)
     assert (model.preprocessing, model.loss_weights, model.random) == ("caffe", vgg.LOSS_WEIGHTS["caffe"], False)
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [path.stem + ".features.pth"]
-    # a VGG-11 checkpoint is not a VGG-16 one (VGG-11's features.2 is a pooling)
-    with pytest.raises(vgg.WeightsError, match="not a VGG-16 checkpoint in torchvision's layout: no features.2.weight"):
+    # a VGG-11 checkpoint is not a VGG-16 one (VGG-11's features.2 is a pooling; bias before weight)
+    with pytest.raises(vgg.WeightsError, match="not a VGG-16 checkpoint in torchvision's layout: no features.2.bias"):
         load_network(NetworkSpec("vgg16", save_checkpoint(synthetic_state_dict(arch="vgg11"), tmp_path, "vgg11")), "cpu")
 
 
