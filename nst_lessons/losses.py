@@ -35,9 +35,9 @@ def _as_nm(F: Tensor) -> Tensor:
 
 class _Gram(torch.autograd.Function):
     """G = F F^T for F (B, N, M), with autograd's own backward for that product,
-    dL/dF = dL/dG F + ((F^T) dL/dG)^T, its two terms summed in place. (Autograd sums them out of
-    place into the second term's transposed layout: a quarter of the loss terms' CPU time at
-    128x160 px, for the same numbers.)"""
+    dL/dF = dL/dG F + ((F^T) dL/dG)^T, its two terms summed in place: the same numbers, bitwise.
+    (Autograd sums them out of place, which cost the loss terms about 15% more CPU time at
+    128x160 px; see bench/README.md.)"""
 
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, F_nm: Tensor) -> Tensor:  # type: ignore[override]
