@@ -44,18 +44,9 @@ from tqdm import tqdm
 from nst_lessons import color, losses, memory
 from nst_lessons.images import ImageLike, check_output_path, load_image, save_image, to_pil, to_tensor
 from nst_lessons.lbfgs import LBFGS
-from nst_lessons.targets import (
-    STYLE_LAYERS,
-    Region,
-    StyleTargets,
-    as_list,
-    features,
-    load_styles,
-    normalised_blend_weights,
-    style_layer_weights,
-)
 from nst_lessons.networks import FeatureNetwork, NetworkSpec, as_spec, describe_network, load_network
-from nst_lessons.vgg import CONTENT_LAYERS, LOSS_WEIGHTS, default_device
+from nst_lessons.targets import Region, StyleTargets, as_list, features, load_styles, normalised_blend_weights, style_layer_weights
+from nst_lessons.vgg import CONTENT_LAYERS, LOSS_WEIGHTS, STYLE_LAYERS, default_device  # noqa: F401 (VGG's default layers, here as before)
 
 DEFAULT_LOSS_WEIGHTS: dict[str, tuple[float, float, float]] = LOSS_WEIGHTS
 """(alpha, beta, gamma) per VGG weights option (each network gives its own as

@@ -69,8 +69,8 @@ from nst_lessons.batch import is_batch_output
 from nst_lessons.data import resolve_image
 from nst_lessons.files import atomic_dir, atomic_path
 from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, load_image, to_uint8
-from nst_lessons.targets import StyleTargets, shared_targets
 from nst_lessons.networks import FeatureNetwork
+from nst_lessons.targets import StyleTargets, shared_targets
 from nst_lessons.transfer import (
     CONTENT_LAYERS, PRECISIONS, STYLE_LAYERS, Network, Speed, TransferResult, described, load_networks, memory_model, pop_legacy,
     style_transfer,
