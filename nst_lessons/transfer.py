@@ -662,12 +662,24 @@ def _load_model(network: Network, device: str | torch.device | None, seed: int |
     return load_network(network_spec(network, seed), device), device
 
 
+def other_style_network(network: Network, style_network: Network | None, seed: int | None = None) -> Network | None:
+    """``style_network``, or ``None`` when it is the content network: the same object, or the same
+    spec given by name or spec (then one network is loaded and runs once per evaluation)."""
+    if style_network is None or style_network is network:
+        return None
+    if isinstance(network, FeatureNetwork) or isinstance(style_network, FeatureNetwork):
+        return style_network  # a loaded network may have been changed in place (normalize_activations)
+    return None if network_spec(style_network, seed) == network_spec(network, seed) else style_network
+
+
 def load_networks(
     network: Network, style_network: Network | None, device: str | torch.device | None = None, seed: int | None = None
 ) -> tuple[FeatureNetwork, FeatureNetwork | None]:
     """Both networks of a run loaded once (for many runs: a batch, a pyramid, a video), the style
-    network on the content network's device; ``None`` for a style network that is the same."""
+    network on the content network's device; ``None`` for a style network that is the same
+    (:func:`other_style_network`)."""
     model, device = _load_model(network, device, seed)
+    style_network = other_style_network(network, style_network, seed)
     return model, None if style_network is None else _load_model(style_network, device, seed)[0]
 
 
@@ -884,6 +896,7 @@ def style_transfer(
         check_output_path(save_path)
     if style_targets is not None and (style_size, style_scale, style_blend_weights, masks) != (None,) * 4:
         raise ValueError("with style_targets, give no style_size, style_scale, style_blend_weights or masks")
+    style_network = other_style_network(network, style_network, seed)
     content_described = described(network, seed)  # layer names and shapes: nothing loaded yet
     style_described = content_described if style_network is None else described(style_network, seed)
     content_layers = content_described.content_layers if content_layers is None else tuple(content_layers)
