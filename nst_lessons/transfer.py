@@ -638,7 +638,7 @@ def pop_legacy(
     taken out of ``options`` and folded into ``network`` and ``options["speed"]``
     (:func:`legacy_arguments`), which is returned too."""
     legacy = {k: options.pop(k) for k in (*_NETWORK_KEYWORDS, *_SPEED_KEYWORDS) if k in options}
-    network, speed = legacy_arguments(network, options.get("speed", Speed()), seed, legacy, caller, stacklevel=5)  # type: ignore[arg-type]
+    network, speed = legacy_arguments(network, options.get("speed", Speed()), seed, legacy, caller, stacklevel=4)  # type: ignore[arg-type]
     options["speed"] = speed
     return network, speed
 

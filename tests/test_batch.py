@@ -143,10 +143,10 @@ def test_style_targets_are_computed_once_and_give_the_single_image_results(
     contents = [_image(tmp_path / "a.png", 1), _image(tmp_path / "b.png", 2, (44, 48)), _image(tmp_path / "c.png", 3)]
     style = _image(tmp_path / "style.png", 9)
     settings = dict(size=40, iterations=3, seed=0, progress=False)
-    run_batch(contents, style, tmp_path / "out", weights=random_model, **settings)
+    run_batch(contents, style, tmp_path / "out", network=random_model, **settings)
     assert len(calls) == 1
     for content in contents:  # b's targets are a's rescaled to its shape (StyleTargets.at)
-        single = np.asarray(style_transfer(content, style, weights=random_model, **settings).image, dtype=int)
+        single = np.asarray(style_transfer(content, style, network=random_model, **settings).image, dtype=int)
         batched = np.asarray(Image.open(tmp_path / "out" / content.name), dtype=int)
         assert np.abs(single - batched).max() <= 1
 
