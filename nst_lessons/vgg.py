@@ -81,7 +81,9 @@ CHECKPOINTS: dict[tuple[str, str], tuple[str, str]] = {
     ("vgg13", "imagenet"): ("vgg13-19584684.pth", "https://download.pytorch.org/models/vgg13-19584684.pth"),
     ("vgg16", "imagenet"): ("vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth"),
     ("vgg19", "imagenet"): ("vgg19-dcbb9e9d.pth", "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"),
-    # The original Caffe weights as converted by jcjohnson (what neural-style-pt downloads).
+    # The original Caffe weights as converted by jcjohnson (what neural-style-pt downloads, with
+    # torch.hub's load_url, whose file names carry the same hash prefix; neural-style-pt does not
+    # check it, and no download was possible here to confirm VGG-16's: a mismatch is refused).
     ("vgg16", "caffe"): ("vgg16-00b39a1b.pth", "https://web.eecs.umich.edu/~justincj/models/vgg16-00b39a1b.pth"),
     ("vgg19", "caffe"): ("vgg19-d01eb7cb.pth", "https://web.eecs.umich.edu/~justincj/models/vgg19-d01eb7cb.pth"),
 }
