@@ -72,7 +72,7 @@ MODES: dict[str, dict[str, object]] = {
     "tf32": {"precision": "tf32", "channels_last": True, "cuda_graphs": True},
     "bf16": {"precision": "bf16", "channels_last": True, "cuda_graphs": True},
 }
-"""This package's modes, as :func:`~nst_lessons.transfer.style_transfer` options."""
+"""This package's modes, as the fields of :class:`~nst_lessons.transfer.Speed` (``style_transfer(speed=Speed(**MODES[m]))``)."""
 REDUCED = ("tf32", "bf16")
 """The fast modes, each checked against fp32's loss."""
 BASELINES = ("baseline", "baseline-fp32")

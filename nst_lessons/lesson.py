@@ -181,6 +181,13 @@ def style_model(pooling: str = "max") -> FeatureNetwork:
     return model
 
 
+def _real_weights_advice() -> str:
+    """How to get the real weights from here: fast mode never loads them, whatever the network."""
+    if fast_mode():
+        return f"Unset {FAST_ENV} and rerun, with internet access the first time, for the real weights."
+    return "Rerun with internet access to download the real weights once."
+
+
 def random_weights_banner(reason: str = "", title: str = "VGG-19") -> None:
     """Show, in red, that the images that follow come from an untrained network (``title``).
 
@@ -190,7 +197,7 @@ def random_weights_banner(reason: str = "", title: str = "VGG-19") -> None:
         f"RANDOM WEIGHTS: this {title} is untrained"
         + (f" ({reason})" if reason else "")
         + ". The images below show the mechanics only and do NOT look like what neural style "
-        "transfer produces. Rerun with internet access to download the real weights once."
+        f"transfer produces. {_real_weights_advice()}"
     )
     try:
         from IPython import get_ipython

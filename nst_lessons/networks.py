@@ -14,20 +14,30 @@ Everything else in the package asks the network about itself instead of assuming
 - its cost: :meth:`~FeatureNetwork.saved_bytes` (what autograd keeps in the forward pass),
   :meth:`~FeatureNetwork.parameter_count`, :meth:`~FeatureNetwork.multiply_adds`;
 - where it came from: :attr:`~FeatureNetwork.spec` (a hashable :class:`NetworkSpec`),
-  :attr:`~FeatureNetwork.random` (filters drawn from a seed rather than trained), :meth:`~FeatureNetwork.describe`.
+  :attr:`~FeatureNetwork.random` (filters drawn from a seed rather than trained), :meth:`~FeatureNetwork.describe`,
+  :attr:`~FeatureNetwork.device`.
 
 Names and specs. ``"vgg19"``, ``"vgg16"``, ``"vgg13"``, ``"vgg11"`` (:mod:`nst_lessons.vgg`) are in
 :data:`NETWORKS`, each mapped to the builder that makes it from a :class:`NetworkSpec`; another
 module adds its own with :func:`register_network` or an entry ``"name": "module:function"`` in
-:data:`NETWORKS` (imported only when that network is asked for). :func:`load_network` takes a name,
-a spec or an already built network.
+:data:`NETWORKS` (imported only when that network is asked for; the CLI's ``--network`` offers every
+entry). :func:`load_network` takes a name (``"vgg16"``, or ``"vgg16:random"`` with its weights), a
+spec or an already built network; :func:`describe_network` builds one on the meta device (shapes,
+layer names and defaults without weights or downloads), which is how ``style_transfer`` checks layer
+names and masks and estimates memory before anything is loaded.
+
+How the objective uses them (:class:`nst_lessons.transfer.Objective`): content terms read one
+network, style terms the same or another; each network runs once per evaluation on the union of the
+layers read from it (``Objective.uses``, ``{network: layers}``).
 
 Refinements of INTERFACE.md's starting contract: ``downsample_mask(mask, layer)`` became
 :meth:`~FeatureNetwork.layer_masks` ``(mask, layers) -> {layer: mask}`` (one walk for all layers, as
 :func:`nst_lessons.masks.layer_masks` did); ``layer_shapes`` returns every layer up to the deepest one
 asked for, in forward order (the memory estimate needs the layers in between); the memory hooks are
-:meth:`~FeatureNetwork.saved_bytes` and :meth:`~FeatureNetwork.parameter_count`; ``loss_weights`` is an
-attribute set by the builder (it depends on the weights, not only the architecture).
+:meth:`~FeatureNetwork.saved_bytes` and :meth:`~FeatureNetwork.parameter_count` (and
+:meth:`~FeatureNetwork.multiply_adds` for the benchmark's FLOP count); ``loss_weights`` is an attribute
+set by the builder (it depends on the weights, not only the architecture); added: ``layer_index``,
+``deepest``, ``title``, ``describe``, ``device``.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from nst_lessons import memory
 from nst_lessons.images import ImageLike, load_image
 from nst_lessons.networks import FeatureNetwork
 from nst_lessons.targets import as_list, load_styles, normalised_blend_weights, style_layer_weights, style_long_side
-from nst_lessons.transfer import Network, Speed, TransferResult, describe, load_networks, pop_legacy, memory_model, style_transfer
+from nst_lessons.transfer import Network, Speed, TransferResult, described, load_networks, memory_model, pop_legacy, style_transfer
 
 
 _DEFAULTS = {name: p.default for name, p in inspect.signature(style_transfer).parameters.items()}
@@ -94,7 +94,7 @@ def pyramid_transfer(
     final_size = levels[-1][0]
     level_style_sizes = [round(style_size * size / final_size) if style_size else None for size, _ in levels]
     content, styles = load_image(content), [load_image(s) for s in as_list(style)]  # decoded once, resized per level
-    _check_styles(content, styles, levels, level_style_sizes, describe(style_network or network, seed), options)
+    _check_styles(content, styles, levels, level_style_sizes, described(style_network or network, seed), options)
     model, style_model = load_networks(network, style_network, device, seed)
     if check_memory:
         last = _DEFAULTS | options

@@ -81,8 +81,8 @@ from nst_lessons.download import sha256_of
 from nst_lessons.files import atomic_path
 from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, load_image, resize_long_side, to_tensor
 from nst_lessons.losses import gram_matrix
-from nst_lessons.transfer import CONTENT_LAYERS, STYLE_LAYERS
 from nst_lessons.networks import FeatureNetwork, load_network
+from nst_lessons.vgg import STYLE_LAYERS
 
 GRID = 4
 """The content descriptor averages the content layer over a GRID x GRID grid of regions."""

@@ -44,18 +44,9 @@ from tqdm import tqdm
 from nst_lessons import color, losses, memory
 from nst_lessons.images import ImageLike, check_output_path, load_image, save_image, to_pil, to_tensor
 from nst_lessons.lbfgs import LBFGS
-from nst_lessons.targets import (
-    STYLE_LAYERS,
-    Region,
-    StyleTargets,
-    as_list,
-    features,
-    load_styles,
-    normalised_blend_weights,
-    style_layer_weights,
-)
 from nst_lessons.networks import FeatureNetwork, NetworkSpec, as_spec, describe_network, load_network
-from nst_lessons.vgg import CONTENT_LAYERS, LOSS_WEIGHTS, default_device
+from nst_lessons.targets import Region, StyleTargets, as_list, features, load_styles, normalised_blend_weights, style_layer_weights
+from nst_lessons.vgg import CONTENT_LAYERS, LOSS_WEIGHTS, STYLE_LAYERS, default_device  # noqa: F401 (VGG's default layers, here as before)
 
 DEFAULT_LOSS_WEIGHTS: dict[str, tuple[float, float, float]] = LOSS_WEIGHTS
 """(alpha, beta, gamma) per VGG weights option (each network gives its own as
@@ -647,7 +638,7 @@ def pop_legacy(
     taken out of ``options`` and folded into ``network`` and ``options["speed"]``
     (:func:`legacy_arguments`), which is returned too."""
     legacy = {k: options.pop(k) for k in (*_NETWORK_KEYWORDS, *_SPEED_KEYWORDS) if k in options}
-    network, speed = legacy_arguments(network, options.get("speed", Speed()), seed, legacy, caller, stacklevel=5)  # type: ignore[arg-type]
+    network, speed = legacy_arguments(network, options.get("speed", Speed()), seed, legacy, caller, stacklevel=4)  # type: ignore[arg-type]
     options["speed"] = speed
     return network, speed
 
@@ -657,7 +648,7 @@ def network_spec(network: str | NetworkSpec, seed: int | None = None) -> Network
     return as_spec(network, seed=0 if seed is None else seed)
 
 
-def describe(network: Network, seed: int | None = None) -> FeatureNetwork:
+def described(network: Network, seed: int | None = None) -> FeatureNetwork:
     """The network's shapes, layer names and defaults without loading anything (a loaded network
     is its own description)."""
     return network if isinstance(network, FeatureNetwork) else describe_network(network_spec(network, seed))
@@ -671,12 +662,24 @@ def _load_model(network: Network, device: str | torch.device | None, seed: int |
     return load_network(network_spec(network, seed), device), device
 
 
+def other_style_network(network: Network, style_network: Network | None, seed: int | None = None) -> Network | None:
+    """``style_network``, or ``None`` when it is the content network: the same object, or the same
+    spec given by name or spec (then one network is loaded and runs once per evaluation)."""
+    if style_network is None or style_network is network:
+        return None
+    if isinstance(network, FeatureNetwork) or isinstance(style_network, FeatureNetwork):
+        return style_network  # a loaded network may have been changed in place (normalize_activations)
+    return None if network_spec(style_network, seed) == network_spec(network, seed) else style_network
+
+
 def load_networks(
     network: Network, style_network: Network | None, device: str | torch.device | None = None, seed: int | None = None
 ) -> tuple[FeatureNetwork, FeatureNetwork | None]:
     """Both networks of a run loaded once (for many runs: a batch, a pyramid, a video), the style
-    network on the content network's device; ``None`` for a style network that is the same."""
+    network on the content network's device; ``None`` for a style network that is the same
+    (:func:`other_style_network`)."""
     model, device = _load_model(network, device, seed)
+    style_network = other_style_network(network, style_network, seed)
     return model, None if style_network is None else _load_model(style_network, device, seed)[0]
 
 
@@ -893,8 +896,9 @@ def style_transfer(
         check_output_path(save_path)
     if style_targets is not None and (style_size, style_scale, style_blend_weights, masks) != (None,) * 4:
         raise ValueError("with style_targets, give no style_size, style_scale, style_blend_weights or masks")
-    content_described = describe(network, seed)  # layer names and shapes: nothing loaded yet
-    style_described = content_described if style_network is None else describe(style_network, seed)
+    style_network = other_style_network(network, style_network, seed)
+    content_described = described(network, seed)  # layer names and shapes: nothing loaded yet
+    style_described = content_described if style_network is None else described(style_network, seed)
     content_layers = content_described.content_layers if content_layers is None else tuple(content_layers)
     for name in content_layers:
         content_described.layer_index(name)

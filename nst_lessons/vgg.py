@@ -30,6 +30,7 @@ import uuid
 import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -80,7 +81,9 @@ CHECKPOINTS: dict[tuple[str, str], tuple[str, str]] = {
     ("vgg13", "imagenet"): ("vgg13-19584684.pth", "https://download.pytorch.org/models/vgg13-19584684.pth"),
     ("vgg16", "imagenet"): ("vgg16-397923af.pth", "https://download.pytorch.org/models/vgg16-397923af.pth"),
     ("vgg19", "imagenet"): ("vgg19-dcbb9e9d.pth", "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"),
-    # The original Caffe weights as converted by jcjohnson (what neural-style-pt downloads).
+    # The original Caffe weights as converted by jcjohnson (what neural-style-pt downloads, with
+    # torch.hub's load_url, whose file names carry the same hash prefix; neural-style-pt does not
+    # check it, and no download was possible here to confirm VGG-16's: a mismatch is refused).
     ("vgg16", "caffe"): ("vgg16-00b39a1b.pth", "https://web.eecs.umich.edu/~justincj/models/vgg16-00b39a1b.pth"),
     ("vgg19", "caffe"): ("vgg19-d01eb7cb.pth", "https://web.eecs.umich.edu/~justincj/models/vgg19-d01eb7cb.pth"),
 }
@@ -326,7 +329,7 @@ def _conv_state(state: Mapping[str, object], source: str, arch: str) -> dict[str
     with torch.device("meta"):
         template = VGG(arch).state_dict()
     conv = {k: v for k, v in state.items() if isinstance(k, str) and k.startswith("features.")}
-    missing = sorted(set(template) - set(conv), key=lambda k: int(k.split(".")[1]))
+    missing = sorted(set(template) - set(conv), key=lambda k: (int(k.split(".")[1]), k))
     if missing:
         raise WeightsError(f"{source} is not a {TITLES[arch]} checkpoint in torchvision's layout: no {missing[0]}")
     for key, value in conv.items():
@@ -356,6 +359,13 @@ def _save_conv(state: dict[str, Tensor], conv: Path) -> None:
         torch.save(state, tmp)
 
 
+def check_published(arch: str, weights: str) -> None:
+    """A ``ValueError`` unless :data:`CHECKPOINTS` has ``weights`` for ``arch``."""
+    if (arch, weights) not in CHECKPOINTS:
+        published = ", ".join(w for a, w in CHECKPOINTS if a == arch)
+        raise ValueError(f"no published {weights!r} weights for {TITLES.get(arch, arch)}; expected one of {published}")
+
+
 def fetch_weights(weights: str, *, arch: str = "vgg19", progress: bool = True) -> Path:
     """Path of the convolutional weights of a published checkpoint, downloading once if needed.
 
@@ -366,9 +376,7 @@ def fetch_weights(weights: str, *, arch: str = "vgg19", progress: bool = True) -
     saved. A cached features file that fails to load is removed and fetched again. Several processes
     may fetch into one cache at once (a classroom's shared folder).
     """
-    if (arch, weights) not in CHECKPOINTS:
-        published = ", ".join(w for a, w in CHECKPOINTS if a == arch)
-        raise ValueError(f"no published {weights!r} weights for {TITLES.get(arch, arch)}; expected one of {published}")
+    check_published(arch, weights)
     file_name, _ = CHECKPOINTS[arch, weights]
     home = weights_home()
     full = home / file_name
@@ -455,6 +463,8 @@ def load_vgg(
     if arch not in BLOCKS:
         raise ValueError(f"unknown VGG {arch!r}; expected one of {', '.join(ARCHS)}")
     source = os.fspath(weights)
+    if source in ("imagenet", "caffe"):  # refused already when only described, before any work
+        check_published(arch, source)
     if preprocessing is None:
         preprocessing = "caffe" if source == "caffe" or _is_caffe_file(source) else "imagenet"
     device = default_device(device)
@@ -492,17 +502,11 @@ def load_vgg(
 
 
 def load_vgg19(
-    weights: str | os.PathLike[str] = "imagenet",
-    pooling: str = "max",
-    device: str | torch.device | None = None,
-    *,
-    preprocessing: str | None = None,
-    seed: int = 0,
-    progress: bool = True,
+    weights: str | os.PathLike[str] = "imagenet", pooling: str = "max", device: str | torch.device | None = None, **options: Any
 ) -> VGG19:
-    """:func:`load_vgg` for VGG-19: ``"imagenet"`` is torchvision's ``vgg19-dcbb9e9d.pth``,
-    ``"caffe"`` jcjohnson's ``vgg19-d01eb7cb.pth``."""
-    return load_vgg("vgg19", weights, pooling, device, preprocessing=preprocessing, seed=seed, progress=progress)  # type: ignore[return-value]
+    """:func:`load_vgg` for VGG-19 (``options``: its ``preprocessing``, ``seed``, ``progress``):
+    ``"imagenet"`` is torchvision's ``vgg19-dcbb9e9d.pth``, ``"caffe"`` jcjohnson's ``vgg19-d01eb7cb.pth``."""
+    return load_vgg("vgg19", weights, pooling, device, **options)  # type: ignore[return-value]
 
 
 def build(spec: NetworkSpec, device: str | torch.device | None = None, progress: bool = True) -> VGG:

@@ -52,7 +52,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,10 +69,10 @@ from nst_lessons.batch import is_batch_output
 from nst_lessons.data import resolve_image
 from nst_lessons.files import atomic_dir, atomic_path
 from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, load_image, to_uint8
-from nst_lessons.targets import StyleTargets, shared_targets
 from nst_lessons.networks import FeatureNetwork
+from nst_lessons.targets import StyleTargets, shared_targets
 from nst_lessons.transfer import (
-    CONTENT_LAYERS, PRECISIONS, STYLE_LAYERS, Network, Speed, TransferResult, describe, load_networks, memory_model, pop_legacy,
+    CONTENT_LAYERS, PRECISIONS, STYLE_LAYERS, Network, Speed, TransferResult, described, load_networks, memory_model, pop_legacy,
     style_transfer,
 )  # fmt: skip
 from nst_lessons.vgg import default_device
@@ -136,7 +136,9 @@ def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     return cv2.remap(image, grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def consistency_weights(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
+def consistency_weights(
+    forward: np.ndarray, backward: np.ndarray, warp_with: Callable[[np.ndarray, np.ndarray], np.ndarray] = warp
+) -> np.ndarray:
     """Ruder et al.'s per-pixel weights c of frame i: 0 where the flow is not trusted, 1 elsewhere.
 
     With w = ``forward`` (frame i-1 to i), ŵ = ``backward`` (frame i to i-1), w̃(p) = w(p + ŵ(p)):
@@ -145,12 +147,14 @@ def consistency_weights(forward: np.ndarray, backward: np.ndarray) -> np.ndarray
 
     Args:
         forward, backward: (H,W,2) float32 flows in pixels.
+        warp_with: the backward warp that gives w̃: :func:`warp` (OpenCV), or the exact bilinear
+            :func:`nst_lessons.scratch.warping.warp` (the ``nst_video`` exercises' reference).
 
     Returns:
         c, (H,W) float32 of 0s and 1s.
     """
     h, w = backward.shape[:2]
-    w_tilde = warp(forward, backward)
+    w_tilde = warp_with(forward, backward)
     sq = lambda f: (f**2).sum(-1)  # noqa: E731
     disoccluded = sq(w_tilde + backward) > 0.01 * (sq(w_tilde) + sq(backward)) + 0.5
     du_dy, du_dx = np.gradient(backward[..., 0])
@@ -692,12 +696,12 @@ def stylise_video(
     style_image = load_image(style, options.get("style_size") or max(wh))  # type: ignore[arg-type]
     seed = options.pop("seed", None)
     if check_memory:  # before the weights are loaded (or downloaded): the networks' descriptions
-        described = describe(network, seed), None if style_network is None else describe(style_network, seed)  # type: ignore[arg-type]
+        nets = described(network, seed), None if style_network is None else described(style_network, seed)  # type: ignore[arg-type]
         settings = {k: options[k] for k in ("optimizer", "history_size") if k in options}
         check_fits(total, wh, style_image.size, kind, run_device,
-                   content_layers=options.get("content_layers") or described[0].content_layers,  # type: ignore[arg-type]
-                   style_layers=list(options.get("style_layers") or (described[1] or described[0]).style_layers),  # type: ignore[call-overload]
-                   network=described[0], style_network=described[1], tv=options.get("tv_weight") != 0,
+                   content_layers=options.get("content_layers") or nets[0].content_layers,  # type: ignore[arg-type]
+                   style_layers=list(options.get("style_layers") or (nets[1] or nets[0]).style_layers),  # type: ignore[call-overload]
+                   network=nets[0], style_network=nets[1], tv=options.get("tv_weight") != 0,
                    precision=getattr(options.get("speed"), "precision", "fp32"), **settings)  # fmt: skip
     model, style_model = load_networks(network, style_network, run_device, seed)  # type: ignore[arg-type]
     frames = itertools.islice(iter_frames(source), total)

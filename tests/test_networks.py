@@ -94,8 +94,8 @@ def test_published_checkpoints_and_caffe_vgg16(tmp_path: Path, monkeypatch: pyte
     model = load_network("vgg16:caffe", "cpu", progress=False)
     assert (model.preprocessing, model.loss_weights, model.random) == ("caffe", vgg.LOSS_WEIGHTS["caffe"], False)
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [path.stem + ".features.pth"]
-    # a VGG-11 checkpoint is not a VGG-16 one (VGG-11's features.2 is a pooling)
-    with pytest.raises(vgg.WeightsError, match="not a VGG-16 checkpoint in torchvision's layout: no features.2.weight"):
+    # a VGG-11 checkpoint is not a VGG-16 one (VGG-11's features.2 is a pooling; bias before weight)
+    with pytest.raises(vgg.WeightsError, match="not a VGG-16 checkpoint in torchvision's layout: no features.2.bias"):
         load_network(NetworkSpec("vgg16", save_checkpoint(synthetic_state_dict(arch="vgg11"), tmp_path, "vgg11")), "cpu")
 
 
@@ -175,13 +175,21 @@ def test_memory_estimate_counts_both_networks(two) -> None:  # noqa: ANN001
     assert both.model > one.model
 
 
-def test_style_network_from_python_and_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_style_network_from_python_and_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     result = style_transfer(
         example_path("waves"), example_path("strokes"), size=40, iterations=3, progress=False,
         network="vgg19:random", style_network=NetworkSpec("vgg13", "random", "avg"), device="cpu",
     )  # fmt: skip
     assert result.settings["content_network"]["arch"] == "vgg19"
     assert result.settings["style_network"] == {"arch": "vgg13", "weights": "random", "pooling": "avg", "seed": 0}
+    loaded: list[NetworkSpec] = []
+    monkeypatch.setitem(NETWORKS, "vgg19", lambda spec, device=None, progress=True: loaded.append(spec) or vgg.build(spec, device))
+    same = style_transfer(
+        example_path("waves"), example_path("strokes"), size=40, iterations=1, progress=False,
+        network="vgg19:random", style_network=NetworkSpec("vgg19", "random"), device="cpu",
+    )  # fmt: skip
+    assert loaded == [NetworkSpec("vgg19", "random")]  # the same spec twice: loaded once, run once per evaluation
+    assert same.settings["style_network"] == same.settings["content_network"]
     out = tmp_path / "out.png"
     args = ["transfer", "waves", "strokes", "-o", str(out), "--weights", "random", "--style-network", "vgg11", "--size", "40",
             "--iterations", "2", "--history", str(tmp_path / "h.json"), "-q", "--device", "cpu"]  # fmt: skip

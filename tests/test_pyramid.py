@@ -57,7 +57,7 @@ def test_colour_post_processing_is_applied_once_to_the_last_level(mode: str, mon
 
 
 def test_masks_and_blend_weights_are_checked_at_every_level_before_the_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pyramid, "load_vgg19", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(pyramid, "load_networks", lambda *a, **k: pytest.fail("the model was loaded"))
     column = torch.zeros(48, 41)  # grace_hopper at 48 px; the last column is cropped by the second pooling at 40 px
     column[:, -1] = 1.0
     regions = [(column, torch.ones(40, 40)), (1 - column, torch.ones(40, 40))]
