@@ -25,7 +25,7 @@ from nst_lessons import memory
 from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, check_output_path, load_image, save_image
 from nst_lessons.networks import FeatureNetwork
 from nst_lessons.targets import style_layer_weights
-from nst_lessons.transfer import Speed, TransferResult, describe, memory_model, style_transfer
+from nst_lessons.transfer import Speed, TransferResult, described, memory_model, style_transfer
 from nst_lessons.vgg import default_device
 
 DEFAULT_SIZE = 256
@@ -105,11 +105,11 @@ def _check_fits(
 ) -> None:
     """:func:`~nst_lessons.memory.check_fits` for the run, before the source is resized or the output
     allocated (style_transfer checks again once it has them, too late for a --size of 100000)."""
-    described = describe(network, seed)  # type: ignore[arg-type]
-    device = described.device if isinstance(network, FeatureNetwork) else default_device(options.get("device"))  # type: ignore[arg-type]
+    description = described(network, seed)  # type: ignore[arg-type]
+    device = description.device if isinstance(network, FeatureNetwork) else default_device(options.get("device"))  # type: ignore[arg-type]
     speed = options.get("speed") or Speed()
     estimate = memory_model(
-        shape, style_shape, (), style_layer_weights(options.get("style_layers"), described), network=described,  # type: ignore[arg-type]
+        shape, style_shape, (), style_layer_weights(options.get("style_layers"), description), network=description,  # type: ignore[arg-type]
         precision=speed.precision, optimizer=options.get("optimizer", "lbfgs"), history_size=options.get("history_size", 100),  # type: ignore[union-attr]
         tv=tv_weight is None or tv_weight > 0,
     )  # fmt: skip
