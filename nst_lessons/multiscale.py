@@ -191,7 +191,8 @@ class MultiScale(FeatureNetwork):
             else:
                 w = (torch.rand(maps, 3, k, k, generator=generator) * 2 - 1) * bound
             self.register_parameter(f"weight{k}", nn.Parameter(w.to(device) if device is not None else w, requires_grad=False))
-        self.register_buffer("mean", torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1), persistent=False)
+        # made on the device: a Python constant copied there per call would be a host sync (and no CUDA graph)
+        self.register_buffer("mean", torch.tensor(CAFFE_MEAN_BGR, device=device).view(1, 3, 1, 1), persistent=False)
         self._spectra: tuple[tuple[object, ...], Tensor] | None = None
 
     def kernels(self, k: int) -> Tensor:
