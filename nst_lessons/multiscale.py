@@ -14,10 +14,10 @@ The model, as in the authors' code (github ivust/random-texture-synthesis, ``syn
 
 One difference, for speed: by default the style loss takes one Gram per filter size
 (``relu3`` ... ``relu55``, N_l = 128 each, weighted 1/8), the diagonal blocks of the paper's
-1024 x 1024 Gram. The full Gram costs N^2 M multiply-adds, 8x those of the eight blocks, and at
-256 px that alone is twice a whole VGG-19 evaluation; the cross-scale correlations it adds change
-little that we could see. The paper's single Gram is the layer ``relu`` (all 1024 maps), for
-``style_layers=("relu",)``.
+1024 x 1024 Gram. The full Gram costs N^2 M multiply-adds, 8x those of the eight blocks: at 256 px
+about 200 billion per evaluation with its backward, several whole VGG-19 evaluations. What the
+cross-scale correlations add has not been compared at length here; the paper's single Gram is
+the layer ``relu`` (all 1024 maps), for ``style_layers=("relu",)``.
 
 Content. The layer is local and has 1024 maps per pixel for 3 unknowns, so a content loss on it
 keeps the photo pixel for pixel. The content representation here is the photo itself at low
@@ -51,9 +51,10 @@ MAPS = 128
 """Feature maps (filters) per filter size, as in the paper."""
 
 FFT_FROM = 23
-"""Filters at least this large go through the FFT. Measured on a 2-core AVX-512 CPU at 128 and
-256 px: a direct 23 x 23 convolution of 128 maps costs about as much as its share of the FFT path,
-and a 55 x 55 one five times as much (python -m nst_lessons.bench)."""
+"""Filters at least this large go through the FFT. On a 2-core AVX-512 CPU at 256 px, thresholds of
+11, 15 and 23 px gave evaluation times within 10% of one another (a 55 px filter alone costs a
+direct convolution 3025 multiply-adds per map and pixel, the FFT a few dozen); at 7 px it was
+slower."""
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 CONTENT_FACTORS: tuple[int, ...] = (2, 4, 8, 16)
