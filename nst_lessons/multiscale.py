@@ -63,9 +63,7 @@ CONTENT_FACTORS: tuple[int, ...] = (2, 4, 8, 16)
 LOSS_WEIGHTS: tuple[float, float, float] = (1e-2, 1e4, 1.0)
 """(α, β, γ) for this network with its default layers (``down8``, the eight ``relu{k}``), set from a
 few short runs at 64-128 px, not tuned further: α/β = 1e-6 leaves the photo's block means visible
-under the texture; γ is the VGG defaults'. (The paper synthesised textures, β alone.)"""(α, β, γ) for this network with its default layers (``down8``, the eight ``relu{k}``): at β = 1e4 a
-256-px photo's ``down8`` content term and the style term are of one size when the style is well
-matched; the TV weight is the VGG defaults'. The paper used β alone (texture synthesis)."""
+under the texture; γ is the VGG defaults'. (The paper synthesised textures, β alone.)"""
 
 
 def fft_length(n: int) -> int:
