@@ -12,16 +12,15 @@ does not, so the large levels lean towards the photo; raise ``style_weight`` if 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import torch
 from PIL import Image
 
 from nst_lessons.images import ImageLike, load_image
-from nst_lessons.targets import STYLE_LAYERS, as_list, load_styles, normalised_blend_weights
-from nst_lessons.transfer import TransferResult, check_run_fits, style_transfer
-from nst_lessons.vgg import VGG19, default_device, load_vgg19
+from nst_lessons.networks import FeatureNetwork
+from nst_lessons.targets import as_list, load_styles, normalised_blend_weights
+from nst_lessons.transfer import Network, Speed, TransferResult, check_run_fits, described, load_networks, pop_legacy, style_transfer
 
 
 def parse_levels(text: str) -> list[tuple[int, int]]:
@@ -55,10 +54,11 @@ def pyramid_transfer(
     *,
     style_size: int | None = None,
     init: str | ImageLike = "content",
-    weights: str | os.PathLike[str] | VGG19 = "imagenet",
-    pooling: str = "max",
+    network: Network = "vgg19",
+    style_network: Network | None = None,
     device: str | torch.device | None = None,
     seed: int | None = None,
+    speed: Speed = Speed(),
     check_memory: bool = True,
     **options: object,
 ) -> TransferResult:
@@ -72,32 +72,38 @@ def pyramid_transfer(
         init: the first level's starting image; later levels start from the previous result as
             optimised (:attr:`~nst_lessons.transfer.TransferResult.raw`: before ``preserve_color``
             puts the photo's chroma back, which is done once, to the last level's result).
-        weights, pooling, device, seed: as for ``style_transfer``; the model is loaded once.
+        network, style_network, device, seed, speed: as for ``style_transfer``; the networks are
+            loaded once.
         check_memory: check first that the *last* level fits (see :mod:`nst_lessons.memory`), so
             that a run too big is refused before the small levels have spent their time, and before
-            any image is decoded or the model loaded.
-        options: any other keyword argument of ``style_transfer`` (``precision``,
-            ``history_size``, ``callback``...), the same for every level.
+            any image is decoded or a network loaded.
+        options: any other keyword argument of ``style_transfer`` (``history_size``,
+            ``callback``...), the same for every level.
 
     Returns:
         The last level's :class:`~nst_lessons.transfer.TransferResult`, whose ``settings`` gain
         ``"pyramid"``: one ``{"size", "iterations", "seconds", "best_loss"}`` per level.
     """
+    options["speed"] = speed
+    network, speed = pop_legacy(options, network, seed, "pyramid_transfer")
     levels = check_levels(levels)
     final_size = levels[-1][0]
     level_style_sizes = [round(style_size * size / final_size) if style_size else None for size, _ in levels]
-    if check_memory:  # the last level, from the image headers: before anything is decoded at its size
-        last = dict(options, size=final_size, style_size=style_size, weights=weights, pooling=pooling, device=device)
-        check_run_fits(content, style, last)
+    if check_memory:  # the last level, from the image headers: before anything is decoded at its size or loaded
+        check_run_fits(
+            content, style, dict(options, size=final_size, style_size=style_size), network=network,
+            style_network=style_network, seed=seed, device=device, speed=speed,
+        )  # fmt: skip
     content, styles = load_image(content), [load_image(s) for s in as_list(style)]  # decoded once, resized per level
-    _check_styles(content, styles, levels, level_style_sizes, options)
-    model = weights if isinstance(weights, VGG19) else load_vgg19(weights, pooling, default_device(device), seed=seed or 0)
+    _check_styles(content, styles, levels, level_style_sizes, described(style_network or network, seed), options)
+    model, style_model = load_networks(network, style_network, device, seed)
     summary: list[dict[str, object]] = []
     result: TransferResult | None = None
     for (size, iterations), level_style_size in zip(levels, level_style_sizes):
         result = style_transfer(
-            content, styles, size=size, iterations=iterations, weights=model, seed=seed, style_size=level_style_size,
-            init=init if result is None else result.raw, check_memory=check_memory, **options,
+            content, styles, size=size, iterations=iterations, network=model, style_network=style_model, seed=seed,
+            style_size=level_style_size, init=init if result is None else result.raw, check_memory=check_memory,
+            **options,
         )  # fmt: skip
         summary.append({"size": size, "iterations": result.iterations, "seconds": result.seconds, "best_loss": result.best_loss})
         if result.stopped is not None:
@@ -112,6 +118,7 @@ def _check_styles(
     styles: Sequence[Image.Image],
     levels: Sequence[tuple[int, int]],
     style_sizes: Sequence[int | None],
+    network: FeatureNetwork,
     options: dict[str, object],
 ) -> None:
     """The blend weights, and the masks at every level's size (a region may vanish at a deep layer
@@ -124,7 +131,7 @@ def _check_styles(
         content_image = load_image(content, size)
         load_styles(
             styles, (content_image.height, content_image.width), style_size, options.get("style_scale"),  # type: ignore[arg-type]
-            masks, options.get("style_blend_weights"), options.get("style_layers", STYLE_LAYERS),  # type: ignore[arg-type]
+            masks, options.get("style_blend_weights"), options.get("style_layers"), network,  # type: ignore[arg-type]
         )  # fmt: skip
 
 
