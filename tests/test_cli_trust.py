@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
-from nst_lessons import batch, cli, pyramid, style_space, transfer, video
+from nst_lessons import batch, cli, style_space, transfer, video
 from nst_lessons.cli import main
 
 FAST = ["--weights", "random", "--size", "40", "--iterations", "2", "--quiet", "--seed", "0"]
@@ -44,6 +44,12 @@ def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "link.png").symlink_to(tmp_path / "photo.png")
     os.link(tmp_path / "photo.png", tmp_path / "hard.png")
     return tmp_path
+
+
+def _no_loading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading a network fails the test (transfer's load_networks serves batch, pyramid and video)."""
+    for module in (transfer, style_space):
+        monkeypatch.setattr(module, "load_network", lambda *a, **k: pytest.fail("a network was loaded"))
 
 
 # --------------------------------------------------------------------------- no input is ever an output
@@ -77,7 +83,7 @@ def test_same_file_by_any_spelling(work: Path) -> None:
 def test_transfer_never_writes_over_an_input(
     argv: list[str], clash: str, work: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(transfer, "load_vgg19", lambda *a, **k: pytest.fail("the model was loaded"))
+    _no_loading(monkeypatch)
     before = _contents(work)
     argv = [a.format(work=work) for a in argv]
     assert main(["transfer", *argv, *FAST]) == 2
@@ -179,8 +185,7 @@ def test_an_absurd_size_is_refused_before_anything_is_decoded_at_it(
     (work / "frames").mkdir()
     for k in range(3):
         _image(work / "frames" / f"f{k}.png", k)
-    for module in (transfer, batch, pyramid, video, style_space):
-        monkeypatch.setattr(module, "load_vgg19", lambda *a, **k: pytest.fail("the model was loaded"))
+    _no_loading(monkeypatch)
     before = _contents(work)
     monkeypatch.setattr(Image.Image, "resize", lambda self, size, *a, **k: pytest.fail(f"an image was resized to {size}"))
     monkeypatch.setattr(video, "check_frames", lambda *a: pytest.fail("the frames were decoded"), raising=False)
@@ -243,8 +248,7 @@ def read_only_folder(tmp_path: Path) -> Path:
 def test_an_unwritable_output_folder_is_found_before_the_model_loads(
     command: str, work: Path, read_only_folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for module in (transfer, batch, pyramid, video, style_space):
-        monkeypatch.setattr(module, "load_vgg19", lambda *a, **k: pytest.fail("the model was loaded"))
+    _no_loading(monkeypatch)
     _image(work / "sub" / "a.png", 3)
     _image(work / "sub" / "b.png", 4)
     _image(work / "sub" / "c.png", 5)
