@@ -148,13 +148,13 @@ def run_grade(args: argparse.Namespace) -> int:
         return _fail("grade", str(error))
     if not path.exists():
         return _fail("grade", f"no such file or folder: {path}")
+    if path.is_dir() and not find_submissions(path):
+        return _fail("grade", f"no notebooks (*.ipynb) under {path}")
     results = args.results or Path("results" if path.is_dir() else "results.json")
     outputs = {"--results": results, "--csv": args.csv} if path.is_dir() else {"--results": results}
     clash = _output_clash(path, outputs)
     if clash:
         return _fail("grade", clash)
-    if path.is_dir() and not find_submissions(path):
-        return _fail("grade", f"no notebooks (*.ipynb) under {path}")
     user, why = student_user()
     if user is None and os.geteuid() == 0:
         print(f"nst-lessons grade: warning: {why}", file=sys.stderr)

@@ -27,6 +27,7 @@ allowed, student code runs as the grader's own user, and :func:`student_user` sa
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import json
@@ -119,11 +120,15 @@ def _needed_paths(home: str) -> list[str]:
     return [os.path.abspath(p) for p in dict.fromkeys(paths)]
 
 
-def command(argv: list[str], *, home: str, limits: Limits, user: tuple[int, int] | None = None) -> list[str]:
+def command(argv: list[str], *, home: str, limits: Limits) -> list[str]:
     """The command line that runs ``argv`` confined, in ``home`` (an empty folder the caller made
-    and removes), with ``limits``, as ``user`` (uid, gid; default :func:`student_user`)."""
-    if user is None:
-        user = student_user()[0]
+    and removes), with ``limits``, as :func:`student_user`.  Start it from a thread that outlives
+    it: the supervisor ends (killing everything) when the thread that started it ends."""
+    return command_as(argv, home=home, limits=limits, user=student_user()[0])
+
+
+def command_as(argv: list[str], *, home: str, limits: Limits, user: tuple[int, int] | None) -> list[str]:
+    """:func:`command` as ``user`` (uid, gid), or as the grader's own user for None."""
     spec = {
         "home": home,
         "env": environment(home),
@@ -156,7 +161,7 @@ def _student_user() -> tuple[tuple[int, int] | None, str]:
     with tempfile.TemporaryDirectory(prefix="nst-grade-probe-") as home:
         probe = [sys.executable, "-c", "import nst_lessons.grading.worker"]
         run = subprocess.run(
-            command(probe, home=home, limits=Limits(cpu_seconds=60), user=user),
+            command_as(probe, home=home, limits=Limits(cpu_seconds=60), user=user),
             env=environment(home),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -293,38 +298,64 @@ def _start(spec: dict, argv: list[str]) -> None:
     os._exit(127)
 
 
-def _descendants(root: int) -> list[int]:
-    """Every process below ``root``, found by parent links in /proc."""
-    children: dict[int, list[int]] = {}
+def _parents() -> dict[int, int]:
+    """{pid: parent pid} of every process, from /proc."""
+    parents = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat", "rb") as f:
-                    ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+                    parents[int(entry)] = int(f.read().rsplit(b")", 1)[1].split()[1])
             except (OSError, IndexError, ValueError):
                 continue  # ended while we looked
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [root]
+    return parents
+
+
+def _descendants(root: int) -> set[int]:
+    """Every process below ``root``, found by parent links."""
+    children: dict[int, list[int]] = {}
+    for pid, ppid in _parents().items():
+        children.setdefault(ppid, []).append(pid)
+    found, todo = set(), [root]
     while todo:
         for child in children.get(todo.pop(), []):
-            found.append(child)
+            found.add(child)
             todo.append(child)
     return found
 
 
-def _sweep() -> None:
+def _kill(pid: int, ours: set[int]) -> None:
+    """SIGKILL ``pid`` if it is still the process we found: held through a pidfd, it is checked to
+    be a child of one of ``ours`` first, so a number reused by another process is never hit."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except OSError:  # no pidfds (Linux before 5.3): the plain signal, with its tiny race
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        return
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            if int(f.read().rsplit(b")", 1)[1].split()[1]) in ours:
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+    except (OSError, IndexError, ValueError):
+        pass  # it ended meanwhile
+    finally:
+        os.close(fd)
+
+
+def _sweep(deadline: float = 5.0) -> int:
     """SIGKILL and reap every descendant, looking again until there is none (a process may fork
-    between one look and the next; the process limit bounds how many can appear)."""
-    me = os.getpid()
+    between one look and the next; the process limit bounds how many can appear).  Returns how many
+    were still there after ``deadline`` seconds (only processes stuck in the kernel resist)."""
+    me, end = os.getpid(), time.monotonic() + deadline
     while True:
         found = _descendants(me)
-        if not found:
-            return
+        if not found or time.monotonic() > end:
+            return len(found)
         for pid in found:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _kill(pid, found | {me})
         reaped = False
         while True:
             try:
@@ -372,7 +403,10 @@ def supervise(spec: dict, argv: list[str]) -> int:
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, signal.SIG_IGN)  # the sweep must finish
-        _sweep()
+        left = _sweep()
+    if left:
+        print(f"confine: {left} processes would not die", file=sys.stderr)
+        return 125
     return status
 
 
