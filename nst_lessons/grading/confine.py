@@ -38,6 +38,7 @@ import signal
 import stat
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
@@ -114,10 +115,11 @@ def _package_root() -> str:
 
 
 def _needed_paths(home: str) -> list[str]:
-    """What the student process must reach: the interpreter, its libraries, this package, its home."""
-    paths = [os.path.realpath(sys.executable), sys.executable, sys.prefix, sys.base_prefix, _package_root(), home]
-    paths += [p for p in sys.path if p and os.path.isdir(p)]
-    return [os.path.abspath(p) for p in dict.fromkeys(paths)]
+    """What the student process must reach: the interpreter, its libraries, this package, its home
+    (and nothing else on ``sys.path``, such as the grader's working folder)."""
+    paths = [sys.executable, os.path.realpath(sys.executable), sys.prefix, sys.base_prefix, _package_root(), home]
+    paths += [path for key, path in sysconfig.get_paths().items() if key in {"stdlib", "platstdlib", "purelib", "platlib"}]
+    return [os.path.abspath(p) for p in dict.fromkeys(paths) if os.path.exists(p)]
 
 
 def command(argv: list[str], *, home: str, limits: Limits) -> list[str]:
@@ -160,15 +162,18 @@ def _student_user() -> tuple[tuple[int, int] | None, str]:
         user = (65534, 65534)
     with tempfile.TemporaryDirectory(prefix="nst-grade-probe-") as home:
         probe = [sys.executable, "-c", "import nst_lessons.grading.worker"]
-        run = subprocess.run(
-            command_as(probe, home=home, limits=Limits(cpu_seconds=60), user=user),
-            env=environment(home),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            timeout=120,
-            check=False,
-        )
+        try:
+            run = subprocess.run(
+                command_as(probe, home=home, limits=Limits(cpu_seconds=60), user=user),
+                env=environment(home),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                timeout=120,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return None, "student code runs as root: the user nobody could not start Python here within 120 s"
     if run.returncode == 0:
         return user, "student code runs as the user nobody"
     why = (run.stderr.decode(errors="replace").strip().splitlines() or [f"exit status {run.returncode}"])[-1]
