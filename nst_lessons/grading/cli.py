@@ -21,6 +21,7 @@ import os
 import sys
 from pathlib import Path
 
+from nst_lessons.arguments import non_negative
 from nst_lessons.grading.cases import HIDDEN_CASES_ENV, HIDDEN_SEED, hidden_cases, hidden_cases_from_json
 from nst_lessons.grading.confine import MEMORY_LIMIT, student_user
 from nst_lessons.grading.grader import Limits, find_submissions, grade_folder, grade_notebook, write_results
@@ -42,11 +43,8 @@ def _seconds(text: str) -> float:
 
 
 def _gibibytes(text: str) -> int:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of GiB, got {text!r}") from None
-    if not (value >= 0.5 and math.isfinite(value)):
+    value = non_negative(text)
+    if value < 0.5:
         raise argparse.ArgumentTypeError(f"must be at least 0.5 GiB (Python with numpy needs about that), got {text}")
     return int(value * 2**30)
 
