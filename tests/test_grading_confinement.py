@@ -15,6 +15,7 @@ import copy
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -275,6 +276,31 @@ def test_stopping_the_supervisor_ends_the_code_and_its_daemon(confined: tuple[Pa
     stop(process)
     assert process.returncode == 128 + 15
     assert code and not any(running(pid) for pid in [*code, int(pid_file.read_text())])
+
+
+def test_ctrl_c_writes_no_results_and_leaves_nothing_running(drop: Path, tmp_path: Path) -> None:
+    results, mine = tmp_path / "results.json", drop / "ctrl-c"
+    mine.mkdir(mode=0o777)
+    mine.chmod(0o777)
+    cells = [LURK + DAEMON, "time.sleep(60)"]
+    constants = f"RESULTS, DROP = {str(results)!r}, {str(mine)!r}\n"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(constants + code) for code in cells])
+    (tmp_path / "a.ipynb").write_text(notebook_text(nb), encoding="utf-8")
+    grader = subprocess.Popen(
+        [sys.executable, "-m", "nst_lessons.grading", "grade", str(tmp_path / "a.ipynb"), "--results", str(results)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for _ in range(3000):  # until the kernel has started the daemon, and sleeps
+        found = list(mine.iterdir())
+        if found and found[0].read_text():
+            break
+        time.sleep(0.02)
+    grader.send_signal(signal.SIGINT)
+    _, err = grader.communicate(timeout=30)
+    assert grader.returncode == 130 and err.splitlines()[-1] == "nst-lessons grade: interrupted before all results were written"
+    assert not running(int(found[0].read_text())) and not results.exists()
 
 
 # --------------------------------------------------------------------------- --results and --csv

@@ -166,6 +166,9 @@ def run_grade(args: argparse.Namespace) -> int:
             wrote = f"wrote {results}"
     except OSError as error:  # an unreadable submission, an unwritable results path
         return _fail("grade", f"{error.strerror or error}: {error.filename or path}")
+    except KeyboardInterrupt:  # results are written only once everything is graded
+        print("nst-lessons grade: interrupted before all results were written", file=sys.stderr)
+        return 130
     for report in reports:
         print(report.summary())
     print(wrote)

@@ -152,22 +152,23 @@ def _student_user() -> tuple[tuple[int, int] | None, str]:
     except KeyError:
         user = (65534, 65534)
     with tempfile.TemporaryDirectory(prefix="nst-grade-probe-") as home:
-        probe = [sys.executable, "-c", "import nst_lessons.grading.worker"]
+        probe = subprocess.Popen(
+            command_as([sys.executable, "-c", "import nst_lessons.grading.worker"], home=home, limits=Limits(cpu_seconds=60), user=user),
+            env=environment(home),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         try:
-            run = subprocess.run(
-                command_as(probe, home=home, limits=Limits(cpu_seconds=60), user=user),
-                env=environment(home),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                timeout=120,
-                check=False,
-            )
+            _, stderr = probe.communicate(timeout=120)
         except subprocess.TimeoutExpired:
             return None, "student code runs as root: the user nobody could not start Python here within 120 s"
-    if run.returncode == 0:
+        finally:
+            stop(probe)
+    if probe.returncode == 0:
         return user, "student code runs as the user nobody"
-    why = (run.stderr.decode(errors="replace").strip().splitlines() or [f"exit status {run.returncode}"])[-1]
+    why = (stderr.decode(errors="replace").strip().splitlines() or [f"exit status {probe.returncode}"])[-1]
     return None, f"student code runs as root: the user nobody could not start Python here ({why[:200]})"
 
 

@@ -22,6 +22,7 @@ import ast
 import csv
 import io
 import json
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -169,6 +170,7 @@ def grade_submission(
         return Report(submission, _zero(f"not graded: {error}"), [str(error)], time.monotonic() - start)
     cells, missing = _select_answers(nb)
     # The sandbox and the kernel are separate processes with nothing to share: run them side by side.
+    cancel = threading.Event()
     with ThreadPoolExecutor(max_workers=1) as pool:
         answers = pool.submit(
             run_answers,
@@ -177,10 +179,15 @@ def grade_submission(
             hidden=hidden,
             step_timeout=limits.step,
             memory=limits.memory,
+            cancel=cancel,
         )
-        run = run_notebook(nb, cell_timeout=limits.cell, total_timeout=limits.notebook, memory=limits.memory)
-        notes = _run_notes(run)
-        sandbox = answers.result()
+        try:
+            run = run_notebook(nb, cell_timeout=limits.cell, total_timeout=limits.notebook, memory=limits.memory)
+            sandbox = answers.result()
+        except BaseException:  # Ctrl-C: the sandbox stops too (killing all it started) before this returns
+            cancel.set()
+            raise
+    notes = _run_notes(run)
     notes += [f"Answer cell '{grade_id}': {error}" for grade_id, error in sandbox.cell_errors.items()]
     verdicts = []
     for name in EXERCISES:

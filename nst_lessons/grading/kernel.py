@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,7 +82,15 @@ def _kernel_manager(home: str, limits: confine.Limits) -> AsyncKernelManager:
     )
 
 
-async def _run(nb: NotebookNode, cwd: str, cell_timeout: float, total_timeout: float, memory: int) -> NotebookRun:
+async def _run(
+    nb: NotebookNode,
+    cwd: str,
+    cell_timeout: float,
+    total_timeout: float,
+    memory: int,
+    supervisors: list[subprocess.Popen[bytes]],
+    stopping: threading.Event,
+) -> NotebookRun:
     run = NotebookRun()
     km = _kernel_manager(cwd, confine.Limits(memory=memory, cpu_seconds=int(total_timeout + STARTUP_ALLOWANCE)))
     client = _Client(
@@ -111,8 +120,11 @@ async def _run(nb: NotebookNode, cwd: str, cell_timeout: float, total_timeout: f
             cleanup_kc=True, env=confine.environment(cwd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         ):
             supervisor = km.provisioner.process  # type: ignore[union-attr]
+            supervisors.append(supervisor)
             try:
                 for index, cell in enumerate(nb.cells):
+                    if stopping.is_set():
+                        break
                     if cell.cell_type != "code" or not cell.source.strip():
                         continue
                     remaining = deadline - time.monotonic()
@@ -148,14 +160,37 @@ def run_notebook(
 
     ``nb`` is modified (execution counts); pass a copy to keep the original.  A cell that raises
     does not stop the run; a cell over ``cell_timeout`` seconds, a run over ``total_timeout``
-    seconds, or a dead kernel does.  When this returns, the kernel and every process it started,
-    however detached, have been killed.
+    seconds, or a dead kernel does.  When this returns, or raises (Ctrl-C), the kernel and every
+    process it started, however detached, have been killed.
     """
     cwd = tempfile.mkdtemp(prefix="nst-grade-kernel-")
+    supervisors: list[subprocess.Popen[bytes]] = []
+    stopping = threading.Event()
+    outcome: list[NotebookRun | BaseException] = []
+
+    def work() -> None:
+        try:
+            outcome.append(asyncio.run(_run(nb, cwd, cell_timeout, total_timeout, memory, supervisors, stopping)))
+        except BaseException as error:
+            outcome.append(error)
+
+    # In a thread of its own, nbclient installs no signal handlers: its Ctrl-C handler would have
+    # jupyter_client SIGKILL the supervisor, orphaning what the kernel started.
+    thread = threading.Thread(target=work, name="nst-grade-kernel")
+    thread.start()
     try:
-        return asyncio.run(_run(nb, cwd, cell_timeout, total_timeout, memory))
+        thread.join()
+    except BaseException:  # Ctrl-C here: the supervisor ends the kernel and all it started, then the run winds down
+        stopping.set()
+        for supervisor in supervisors:
+            confine.stop(supervisor)
+        thread.join()
+        raise
     finally:
         shutil.rmtree(cwd, ignore_errors=True)
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
 
 
 __all__ = ["CELL_TIMEOUT", "TOTAL_TIMEOUT", "NotebookRun", "run_notebook"]

@@ -15,6 +15,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -50,9 +51,11 @@ def _run_worker(
     step_timeout: float,
     memory: int,
     workdir: Path,
+    cancel: threading.Event,
 ) -> tuple[bool, int | None, str]:
-    """Run one worker, confined (:mod:`~.confine`), in ``workdir`` until it finishes or a step
-    exceeds ``step_timeout``; when this returns, every process it started has been killed.
+    """Run one worker, confined (:mod:`~.confine`), in ``workdir`` until it finishes, a step
+    exceeds ``step_timeout`` or ``cancel`` is set; when this returns, every process it started has
+    been killed.
 
     Returns (timed out, exit status or None when killed, last line of its stderr).
     """
@@ -88,7 +91,7 @@ def _run_worker(
                 size = 0
             if size != last_size:  # a new step began: it gets a full step_timeout
                 last_size, step_deadline = size, time.monotonic() + step_timeout
-            if time.monotonic() > min(step_deadline, final_deadline):
+            if time.monotonic() > min(step_deadline, final_deadline) or cancel.is_set():
                 return True, None, ""
             time.sleep(0.02)
         return False, process.returncode, _last_line(workdir / "stderr")
@@ -112,17 +115,20 @@ def run_answers(
     hidden: HiddenCases,
     step_timeout: float = STEP_TIMEOUT,
     memory: int = confine.MEMORY_LIMIT,
+    cancel: threading.Event | None = None,
 ) -> SandboxResult:
     """Execute ``cells`` ((grade_id, source) pairs, in notebook order) in the sandbox and call each
-    exercise's function on its ``hidden`` cases; each worker may map ``memory`` bytes."""
+    exercise's function on its ``hidden`` cases; each worker may map ``memory`` bytes.  Setting
+    ``cancel`` (from another thread) ends the work early, with an incomplete result."""
+    cancel = cancel or threading.Event()
     result = SandboxResult()
     cells, pending = list(cells), list(exercises)
     for _ in range(len(cells) + len(exercises) + 1):  # every round settles a cell or an exercise
-        if not pending:
+        if not pending or cancel.is_set():
             break
         with tempfile.TemporaryDirectory(prefix="nst-grade-", ignore_cleanup_errors=True) as tmp:
             workdir = Path(tmp)
-            timed_out, status, stderr = _run_worker(cells, pending, hidden, step_timeout, memory, workdir)
+            timed_out, status, stderr = _run_worker(cells, pending, hidden, step_timeout, memory, workdir, cancel)
             try:
                 errors = json.loads(read_file(workdir / "cells.json", 2**20))
                 result.cell_errors.update({str(k): str(v)[:600] for k, v in errors.items()})
