@@ -153,10 +153,10 @@ def run_grade(args: argparse.Namespace) -> int:
     clash = _output_clash(path, outputs)
     if clash:
         return _fail("grade", clash)
-    user, why = student_user()
-    if user is None and os.geteuid() == 0:
-        print(f"nst-lessons grade: warning: {why}", file=sys.stderr)
     try:
+        user, why = student_user()
+        if user is None and os.geteuid() == 0:
+            print(f"nst-lessons grade: warning: {why}", file=sys.stderr)
         if path.is_dir():
             reports = [report for _, report in grade_folder(path, results, args.csv, hidden=hidden, limits=limits)]
             wrote = f"wrote {len(reports)} results under {results}/ and the grades to {args.csv}"

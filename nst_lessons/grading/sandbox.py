@@ -3,10 +3,10 @@
 The student's code never runs in the grader's process.  The worker (:mod:`~.worker`) runs confined
 (:mod:`~.confine`): in an empty temporary directory, with a clean environment, limits on CPU time,
 memory, file size and processes, as ``nobody`` when the grader is root, and nothing it starts
-outlives it.  A watchdog gives each step, one
-answer cell or one exercise, ``step_timeout`` seconds.  When a step hangs or ends the process, the
-grader records why, drops that cell or exercise, and starts a fresh worker for what is left, so an
-endless loop or an ``os._exit`` costs only the answers it sits in.
+outlives it.  A watchdog gives each step, one answer cell or one exercise, ``step_timeout``
+seconds.  When a step hangs or ends the process, the grader records why, drops that cell or
+exercise, and starts a fresh worker for what is left, so an endless loop or an ``os._exit`` costs
+only the answers it sits in.
 """
 
 from __future__ import annotations
