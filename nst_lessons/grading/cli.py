@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from nst_lessons.arguments import non_negative
-from nst_lessons.grading.cases import HIDDEN_CASES_ENV, HIDDEN_SEED, hidden_cases, hidden_cases_from_json
+from nst_lessons.grading.cases import ASSIGNMENTS, HIDDEN_CASES_ENV, HIDDEN_SEED, hidden_cases, hidden_cases_from_json
 from nst_lessons.grading.confine import MEMORY_LIMIT, student_user
 from nst_lessons.grading.grader import Limits, find_submissions, grade_folder, grade_notebook, write_results
 from nst_lessons.grading.kernel import CELL_TIMEOUT, TOTAL_TIMEOUT
@@ -92,6 +92,12 @@ def add_grade_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("submission", type=Path, help="a submitted notebook, or a folder of them (searched recursively)")
     p.add_argument(
+        "--assignment",
+        choices=list(ASSIGNMENTS),
+        help="grade as this assignment (default: the one the notebook's answer cells belong to; "
+        "a file that is not a notebook counts as nst_gradients)",
+    )
+    p.add_argument(
         "--results",
         type=Path,
         metavar="PATH",
@@ -158,10 +164,11 @@ def run_grade(args: argparse.Namespace) -> int:
         if user is None and os.geteuid() == 0:
             print(f"nst-lessons grade: warning: {why}", file=sys.stderr)
         if path.is_dir():
-            reports = [report for _, report in grade_folder(path, results, args.csv, hidden=hidden, limits=limits)]
+            graded = grade_folder(path, results, args.csv, hidden=hidden, limits=limits, assignment=args.assignment)
+            reports = [report for _, report in graded]
             wrote = f"wrote {len(reports)} results under {results}/ and the grades to {args.csv}"
         else:
-            reports = [grade_notebook(path, hidden=hidden, limits=limits)]
+            reports = [grade_notebook(path, hidden=hidden, limits=limits, assignment=args.assignment)]
             write_results(reports[0], results)
             wrote = f"wrote {results}"
     except OSError as error:  # an unreadable submission, an unwritable results path
