@@ -46,7 +46,7 @@ FILE_LIMIT = 256 * 2**20
 """Largest file, in bytes, student code may write (RLIMIT_FSIZE)."""
 
 MEMORY_LIMIT = 4 * 2**30
-"""Address space, in bytes, of each student process (RLIMIT_AS); torch alone maps ~1.5 GiB."""
+"""Address space, in bytes, of each student process (RLIMIT_AS); importing torch (CPU) maps ~0.6 GiB."""
 
 PASSED_ON = ("NST_LESSONS_FAST",)
 """The only variables of the grader's environment student code sees (the lessons' fast mode)."""
