@@ -44,8 +44,8 @@ def _seconds(text: str) -> float:
 
 def _gibibytes(text: str) -> int:
     value = non_negative(text)
-    if value < 0.5:
-        raise argparse.ArgumentTypeError(f"must be at least 0.5 GiB (Python with numpy maps about 0.15, with torch 0.6), got {text}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 GiB (the kernel imports torch, which maps about 0.6), got {text}")
     return int(value * 2**30)
 
 
