@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import shutil
+import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
@@ -87,3 +89,13 @@ def http_server(tmp_path: Path) -> Iterator[_Server]:
     server = _Server(root)
     yield server
     server.close()
+
+
+@pytest.fixture(scope="module")
+def drop() -> Iterator[Path]:
+    """A folder outside pytest's own (which only root may enter) where confined student code, run as
+    ``nobody`` when the tests run as root, can leave files for a test to read."""
+    folder = Path(tempfile.mkdtemp(prefix="nst-drop-"))
+    folder.chmod(0o777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

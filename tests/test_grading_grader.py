@@ -17,6 +17,7 @@ import pytest
 from nst_lessons.grading.cases import EXERCISES
 from nst_lessons.grading.checks import NOT_ANSWERED
 from nst_lessons.grading.cli import add_grade_parser
+from nst_lessons.grading.confine import student_user
 from nst_lessons.grading.grader import Report, grade_folder
 from nst_lessons.grading.kernel import run_notebook
 from nst_lessons.grading.notebooks import nbgrader_metadata, notebook_text
@@ -151,7 +152,10 @@ def test_tampering_gains_nothing_and_harms_no_one(graded: tuple[Path, dict[str, 
     assert data["score"] == 0 and data["tests"]  # its own fake file was replaced
     problems = {t["name"]: t["output"] for t in data["tests"]}
     assert "imports nst_lessons" in problems["gram_matrix: G = F F^T"]
-    assert "the kernel died" in data["output"]
+    if student_user()[0]:  # as nobody it may not look into the grader's (root's) processes
+        assert "PermissionError: [Errno 13] Permission denied: '/proc/" in data["output"]
+    else:
+        assert "the kernel died" in data["output"]
     # It deleted the other submissions and forged their results: they were read before and written after.
     assert results(root, "solution")["score"] == 22
     rows = {row["submission"]: row for row in csv.DictReader((root / "grades.csv").open())}

@@ -134,15 +134,15 @@ def gone(pid: int) -> bool:
     return False
 
 
-def test_processes_the_answers_start_are_killed(tmp_path: Path) -> None:
-    pid_file = tmp_path / "pid"
+def test_processes_the_answers_start_are_killed(drop: Path) -> None:
+    pid_file = drop / "answers.pid"
     spawn = f"import subprocess\np = subprocess.Popen(['sleep', '600'])\nopen({str(pid_file)!r}, 'w').write(str(p.pid))\n"
     grade([("gram_matrix", spawn + SOLUTIONS["gram_matrix"])], ["gram_matrix"])
     assert gone(int(pid_file.read_text()))
 
 
-def test_a_kernel_that_exits_takes_its_processes_with_it(tmp_path: Path) -> None:
-    pid_file = tmp_path / "pid"
+def test_a_kernel_that_exits_takes_its_processes_with_it(drop: Path) -> None:
+    pid_file = drop / "kernel.pid"
     spawn = f"import subprocess\np = subprocess.Popen(['sleep', '600'])\nopen({str(pid_file)!r}, 'w').write(str(p.pid))"
     run = run_notebook(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in (spawn, "import os\nos._exit(0)")]))
     assert run.stopped == "the kernel died in cell 2 (exit(), os._exit() or a crash); the run stopped there"

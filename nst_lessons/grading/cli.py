@@ -4,6 +4,7 @@
     nst-lessons grade FOLDER [--results results/] [--csv grades.csv]  grade every notebook in it
         [--hidden-cases FILE]   the instructor's hidden cases (default: $NST_LESSONS_HIDDEN_CASES,
                                 else the shipped ones; see cases.load_hidden_cases)
+        [--memory GIB]          address space of each process running the submission's code
     nst-lessons release [COURSE] [--check]                          write the student notebooks
 
 Each ``add_*_parser`` registers its subcommand on an argparse subparsers object and sets
@@ -16,10 +17,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
+from nst_lessons.arguments import non_negative
 from nst_lessons.grading.cases import ASSIGNMENTS, HIDDEN_CASES_ENV, HIDDEN_SEED, hidden_cases, hidden_cases_from_json
+from nst_lessons.grading.confine import MEMORY_LIMIT, student_user
 from nst_lessons.grading.grader import Limits, find_submissions, grade_folder, grade_notebook, write_results
 from nst_lessons.grading.kernel import CELL_TIMEOUT, TOTAL_TIMEOUT
 from nst_lessons.grading.notebooks import NotebookError, stale_releases, write_releases
@@ -36,6 +40,37 @@ def _seconds(text: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
     return value
+
+
+def _gibibytes(text: str) -> int:
+    value = non_negative(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 GiB (the kernel imports torch, which maps about 0.6), got {text}")
+    return int(value * 2**30)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name the same file, however spelled (relative, through links, hard links)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist (yet): compare where they lead
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it, once both are resolved."""
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder)) or _same_file(path, folder)
+
+
+def _output_clash(submission: Path, outputs: dict[str, Path]) -> str | None:
+    """Why one of ``outputs`` ({option: path}) would overwrite the submission or write among the
+    submissions of a folder, or None."""
+    for option, path in outputs.items():
+        if submission.is_dir() and _inside(path, submission):
+            return f"{option} {path} is inside the folder of submissions {submission}; name a place outside it"
+        if not submission.is_dir() and _same_file(path, submission):
+            return f"{option} {path} is the submission {submission} itself; name another file"
+    return None
 
 
 def _fail(command: str, message: str) -> int:
@@ -95,12 +130,19 @@ def add_grade_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="S",
         help="seconds for one answer cell, or one exercise's hidden tests, in the sandbox (default: %(default)g)",
     )
+    p.add_argument(
+        "--memory",
+        type=_gibibytes,
+        default=MEMORY_LIMIT,
+        metavar="GIB",
+        help=f"address space of each process that runs the submission's code, in GiB (default: {MEMORY_LIMIT / 2**30:g})",
+    )
     p.set_defaults(func=run_grade)
 
 
 def run_grade(args: argparse.Namespace) -> int:
     path: Path = args.submission
-    limits = Limits(cell=args.cell_timeout, notebook=args.timeout, step=args.answer_timeout)
+    limits = Limits(cell=args.cell_timeout, notebook=args.timeout, step=args.answer_timeout, memory=args.memory)
     try:
         if args.seed is not None:
             hidden = hidden_cases_from_json({"seeds": [args.seed]}, "--seed")
@@ -108,23 +150,32 @@ def run_grade(args: argparse.Namespace) -> int:
             hidden = hidden_cases(args.hidden_cases)
     except ValueError as error:
         return _fail("grade", str(error))
+    if not path.exists():
+        return _fail("grade", f"no such file or folder: {path}")
+    if path.is_dir() and not find_submissions(path):
+        return _fail("grade", f"no notebooks (*.ipynb) under {path}")
+    results = args.results or Path("results" if path.is_dir() else "results.json")
+    outputs = {"--results": results, "--csv": args.csv} if path.is_dir() else {"--results": results}
+    clash = _output_clash(path, outputs)
+    if clash:
+        return _fail("grade", clash)
     try:
+        user, why = student_user()
+        if user is None and os.geteuid() == 0:
+            print(f"nst-lessons grade: warning: {why}", file=sys.stderr)
         if path.is_dir():
-            if not find_submissions(path):
-                return _fail("grade", f"no notebooks (*.ipynb) under {path}")
-            results = args.results or Path("results")
             graded = grade_folder(path, results, args.csv, hidden=hidden, limits=limits, assignment=args.assignment)
             reports = [report for _, report in graded]
             wrote = f"wrote {len(reports)} results under {results}/ and the grades to {args.csv}"
-        elif path.exists():
-            results = args.results or Path("results.json")
+        else:
             reports = [grade_notebook(path, hidden=hidden, limits=limits, assignment=args.assignment)]
             write_results(reports[0], results)
             wrote = f"wrote {results}"
-        else:
-            return _fail("grade", f"no such file or folder: {path}")
     except OSError as error:  # an unreadable submission, an unwritable results path
         return _fail("grade", f"{error.strerror or error}: {error.filename or path}")
+    except KeyboardInterrupt:  # results are written only once everything is graded
+        print("nst-lessons grade: interrupted before all results were written", file=sys.stderr)
+        return 130
     for report in reports:
         print(report.summary())
     print(wrote)

@@ -9,9 +9,11 @@ Grading one notebook:
 4. judge what came back, here, in the grader's own process, against the references
    (:mod:`~.checks`).
 
-Only step 4 decides the score, on values the grader checks itself, so nothing the submission does
-in its own processes (patching ``check``, printing "PASSED", writing a results file, exiting,
-looping, deleting files) can raise it.  The notebook is read into memory before anything runs.
+Steps 2 and 3 run the submission's code confined (:mod:`~.confine`), and every process it started
+has been killed by the time they return.  Only step 4 decides the score, on values the grader
+checks itself, so nothing the submission does in its own processes (patching ``check``, printing
+"PASSED", writing a results file, exiting, looping, deleting files, leaving a process behind) can
+raise it.  The notebook is read into memory before anything runs; results are written after.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import ast
 import csv
 import io
 import json
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +34,7 @@ from nbformat import NotebookNode
 
 from nst_lessons.grading.cases import ASSIGNMENTS, DEFAULT_ASSIGNMENT, SHIPPED, HiddenCases
 from nst_lessons.grading.checks import PARTS, Verdict, judge
+from nst_lessons.grading.confine import MEMORY_LIMIT
 from nst_lessons.grading.kernel import CELL_TIMEOUT, TOTAL_TIMEOUT, NotebookRun, run_notebook
 from nst_lessons.grading.notebooks import NotebookError, answer_cells, assignment_of, read_notebook, write_atomically
 from nst_lessons.grading.sandbox import STEP_TIMEOUT, run_answers
@@ -42,11 +46,13 @@ MAY_USE_PACKAGE = {"make_closure"}
 @dataclass(frozen=True)
 class Limits:
     """Time limits, in seconds: per notebook cell and for the whole notebook run in the kernel, and
-    per step (one answer cell, or one exercise's hidden cases) in the sandbox."""
+    per step (one answer cell, or one exercise's hidden cases) in the sandbox; and the address
+    space, in bytes, of each process that runs the submission's code."""
 
     cell: float = CELL_TIMEOUT
     notebook: float = TOTAL_TIMEOUT
     step: float = STEP_TIMEOUT
+    memory: int = MEMORY_LIMIT
 
 
 @dataclass
@@ -178,12 +184,24 @@ def grade_submission(
     exercises = ASSIGNMENTS[assignment]
     cells, missing = _select_answers(nb, exercises)
     # The sandbox and the kernel are separate processes with nothing to share: run them side by side.
+    cancel = threading.Event()
     with ThreadPoolExecutor(max_workers=1) as pool:
         answers = pool.submit(
-            run_answers, cells, [n for n in exercises if n not in missing], hidden=hidden, step_timeout=limits.step
+            run_answers,
+            cells,
+            [n for n in exercises if n not in missing],
+            hidden=hidden,
+            step_timeout=limits.step,
+            memory=limits.memory,
+            cancel=cancel,
         )
-        notes = _run_notes(run_notebook(nb, cell_timeout=limits.cell, total_timeout=limits.notebook))
-        sandbox = answers.result()
+        try:
+            run = run_notebook(nb, cell_timeout=limits.cell, total_timeout=limits.notebook, memory=limits.memory)
+            sandbox = answers.result()
+        except BaseException:  # Ctrl-C: the sandbox stops too (killing all it started) before this returns
+            cancel.set()
+            raise
+    notes = _run_notes(run)
     notes += [f"Answer cell '{grade_id}': {error}" for grade_id, error in sandbox.cell_errors.items()]
     verdicts = []
     for name in exercises:
@@ -202,7 +220,8 @@ def grade_notebook(
 
 
 def write_results(report: Report, path: Path) -> None:
-    """Write Gradescope's results.json for ``report`` to ``path``, atomically."""
+    """Write Gradescope's results.json for ``report`` to ``path``, atomically (by the time a report
+    exists, no process of its submission is left to touch the file)."""
     write_atomically(path, json.dumps(report.results(), indent=2, ensure_ascii=False) + "\n")
 
 

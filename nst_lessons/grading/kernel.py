@@ -3,30 +3,35 @@
 This is the submission run as the student would: it says whether the notebook runs and which cells
 fail.  It plays no part in the score (that comes from the sandbox, :mod:`~.sandbox`), so nothing a
 cell prints, displays or fakes can change a mark; outputs other than errors are dropped on
-arrival, which also keeps a cell that prints gigabytes from filling the grader's memory.
+arrival, which also keeps a cell that prints gigabytes from filling the grader's memory.  The
+kernel runs confined like the sandbox (:mod:`~.confine`: clean environment, empty temporary home,
+resource limits, ``nobody`` when the grader is root), and when the run ends everything it started
+is killed before :func:`run_notebook` returns.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
+from nst_lessons.grading import confine
+
 CELL_TIMEOUT = 30.0
 TOTAL_TIMEOUT = 120.0
+STARTUP_ALLOWANCE = 30.0  # CPU seconds for the kernel's own start, on top of the run's time limit
 
 
 @dataclass
@@ -53,15 +58,41 @@ class _Client(NotebookClient):
         return None
 
 
-def _kernel_manager() -> AsyncKernelManager:
-    # No kernel directories: always the native "python3" kernel of this very interpreter, whatever
-    # kernel the notebook's metadata asks for and whatever kernels are installed elsewhere.
-    return AsyncKernelManager(kernel_name="python3", kernel_spec_manager=KernelSpecManager(kernel_dirs=[]))
+class _ConfinedSpecs(KernelSpecManager):
+    """One kernel only: this interpreter's native "python3" kernel, started through the supervisor."""
+
+    def __init__(self, argv: list[str]) -> None:
+        super().__init__(kernel_dirs=[])  # no kernel directories: nothing installed elsewhere is used
+        self.confined_argv = argv
+
+    def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
+        spec = super().get_kernel_spec("python3")
+        spec.argv, spec.env = self.confined_argv, {}
+        return spec
 
 
-async def _run(nb: NotebookNode, cwd: str, cell_timeout: float, total_timeout: float) -> NotebookRun:
+def _kernel_manager(home: str, limits: confine.Limits) -> AsyncKernelManager:
+    # Always the native kernel of this very interpreter, whatever kernel the notebook's metadata
+    # asks for; its connection file goes in its home, which the confined kernel can read.
+    native = KernelSpecManager(kernel_dirs=[]).get_kernel_spec("python3").argv
+    return AsyncKernelManager(
+        kernel_name="python3",
+        kernel_spec_manager=_ConfinedSpecs(confine.command(native, home=home, limits=limits)),
+        connection_file=os.path.join(home, "kernel.json"),
+    )
+
+
+async def _run(
+    nb: NotebookNode,
+    cwd: str,
+    cell_timeout: float,
+    total_timeout: float,
+    memory: int,
+    supervisors: list[subprocess.Popen[bytes]],
+    stopping: threading.Event,
+) -> NotebookRun:
     run = NotebookRun()
-    km = _kernel_manager()
+    km = _kernel_manager(cwd, confine.Limits(memory=memory, cpu_seconds=int(total_timeout + STARTUP_ALLOWANCE)))
     client = _Client(
         nb,
         km=km,
@@ -81,48 +112,85 @@ async def _run(nb: NotebookNode, cwd: str, cell_timeout: float, total_timeout: f
     client.on_cell_executed = record
     start = time.monotonic()
     deadline = start + total_timeout
-    index, group = 0, None
+    index = 0
     try:
-        # The kernel's own stdout and stderr (fd-level writes, its log) are not wanted either.
-        async with client.async_setup_kernel(cleanup_kc=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
-            group = getattr(km.provisioner, "pgid", None)
-            for index, cell in enumerate(nb.cells):
-                if cell.cell_type != "code" or not cell.source.strip():
-                    continue
-                remaining = deadline - time.monotonic()
-                if remaining < 1:
-                    run.stopped = f"the notebook took longer than {total_timeout:g} s in all; cells from {index + 1} on were not run"
-                    break
-                client.timeout = max(1, int(min(cell_timeout, remaining)))
-                await client.async_execute_cell(cell, index)
-                run.cells_run += 1
+        # The kernel's own stdout and stderr (fd-level writes, its log) are not wanted either; the
+        # supervisor gets the clean environment too, since /proc shows it to processes of its user.
+        async with client.async_setup_kernel(
+            cleanup_kc=True, env=confine.environment(cwd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ):
+            supervisor = km.provisioner.process  # type: ignore[union-attr]
+            supervisors.append(supervisor)
+            try:
+                for index, cell in enumerate(nb.cells):
+                    if stopping.is_set():
+                        break
+                    if cell.cell_type != "code" or not cell.source.strip():
+                        continue
+                    remaining = deadline - time.monotonic()
+                    if remaining < 1:
+                        run.stopped = f"the notebook took longer than {total_timeout:g} s in all; cells from {index + 1} on were not run"
+                        break
+                    client.timeout = max(1, int(min(cell_timeout, remaining)))
+                    await client.async_execute_cell(cell, index)
+                    run.cells_run += 1
+            finally:
+                # Before jupyter_client SIGKILLs the supervisor (which would orphan what the kernel
+                # started), the supervisor kills the kernel and all its descendants itself.
+                await asyncio.to_thread(confine.stop, supervisor)
     except CellTimeoutError:
         run.stopped = f"cell {index + 1} ran longer than {client.timeout} s; the run stopped there"
     except DeadKernelError:
         run.stopped = f"the kernel died in cell {index + 1} (exit(), os._exit() or a crash); the run stopped there"
     except Exception as error:  # the kernel failed to start, or its channels broke: a report, never a crash
         run.stopped = f"the kernel failed ({type(error).__name__}: {str(error)[:200]})"
-    finally:
-        # A kernel that died is not shut down, so kill its process group: whatever it started goes too.
-        if group:
-            with contextlib.suppress(OSError):
-                os.killpg(group, signal.SIGKILL)
     run.seconds = time.monotonic() - start
     return run
 
 
-def run_notebook(nb: NotebookNode, *, cell_timeout: float = CELL_TIMEOUT, total_timeout: float = TOTAL_TIMEOUT) -> NotebookRun:
-    """Execute every code cell of ``nb`` in a fresh kernel, working in an empty temporary directory.
+def run_notebook(
+    nb: NotebookNode,
+    *,
+    cell_timeout: float = CELL_TIMEOUT,
+    total_timeout: float = TOTAL_TIMEOUT,
+    memory: int = confine.MEMORY_LIMIT,
+) -> NotebookRun:
+    """Execute every code cell of ``nb`` in a fresh, confined kernel (``memory`` bytes of address
+    space per process), working in an empty temporary directory that is also its home.
 
     ``nb`` is modified (execution counts); pass a copy to keep the original.  A cell that raises
     does not stop the run; a cell over ``cell_timeout`` seconds, a run over ``total_timeout``
-    seconds, or a dead kernel does, and the kernel and everything it started are then killed.
+    seconds, or a dead kernel does.  When this returns, or raises (Ctrl-C), the kernel and every
+    process it started, however detached, have been killed.
     """
     cwd = tempfile.mkdtemp(prefix="nst-grade-kernel-")
+    supervisors: list[subprocess.Popen[bytes]] = []
+    stopping = threading.Event()
+    outcome: list[NotebookRun | BaseException] = []
+
+    def work() -> None:
+        try:
+            outcome.append(asyncio.run(_run(nb, cwd, cell_timeout, total_timeout, memory, supervisors, stopping)))
+        except BaseException as error:
+            outcome.append(error)
+
+    # In a thread of its own, nbclient installs no signal handlers: its Ctrl-C handler would have
+    # jupyter_client SIGKILL the supervisor, orphaning what the kernel started.
+    thread = threading.Thread(target=work, name="nst-grade-kernel")
+    thread.start()
     try:
-        return asyncio.run(_run(nb, cwd, cell_timeout, total_timeout))
+        thread.join()
+    except BaseException:  # Ctrl-C here: the supervisor ends the kernel and all it started, then the run winds down
+        stopping.set()
+        for supervisor in supervisors:
+            confine.stop(supervisor)
+        thread.join()
+        raise
     finally:
         shutil.rmtree(cwd, ignore_errors=True)
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
 
 
 __all__ = ["CELL_TIMEOUT", "TOTAL_TIMEOUT", "NotebookRun", "run_notebook"]

@@ -1,29 +1,27 @@
 """Run a submission's answer cells in a separate, limited process and collect what its functions return.
 
-The student's code never runs in the grader's process.  The worker (:mod:`~.worker`) starts in an
-empty temporary directory, with a clean environment, its own session (so the whole process group
-can be killed), and limits on CPU time, memory and file size.  A watchdog gives each step, one
-answer cell or one exercise, ``step_timeout`` seconds.  When a step hangs or ends the process, the
-grader records why, drops that cell or exercise, and starts a fresh worker for what is left, so an
-endless loop or an ``os._exit`` costs only the answers it sits in.
+The student's code never runs in the grader's process.  The worker (:mod:`~.worker`) runs confined
+(:mod:`~.confine`): in an empty temporary directory, with a clean environment, limits on CPU time,
+memory, file size and processes, as ``nobody`` when the grader is root, and nothing it starts
+outlives it.  A watchdog gives each step, one answer cell or one exercise, ``step_timeout``
+seconds.  When a step hangs or ends the process, the grader records why, drops that cell or
+exercise, and starts a fresh worker for what is left, so an endless loop or an ``os._exit`` costs
+only the answers it sits in.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import resource
-import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nst_lessons
+from nst_lessons.grading import confine
 from nst_lessons.grading.cases import HiddenCases
 from nst_lessons.grading.observe import Observation, load_observations, read_file
 
@@ -31,8 +29,6 @@ STEP_TIMEOUT = 10.0
 """Seconds one answer cell or one exercise (all its cases) may take in the sandbox."""
 
 STARTUP_ALLOWANCE = 30.0  # the worker's imports (numpy, and torch through the numpy VGG) on a busy machine
-_MEMORY_LIMIT = 4 * 2**30
-_FILE_LIMIT = 256 * 2**20
 
 
 @dataclass
@@ -48,46 +44,18 @@ class SandboxResult:
     cell_errors: dict[str, str] = field(default_factory=dict)
 
 
-def _limit(pid: int, cpu_seconds: int) -> None:
-    """No core files, and bounded CPU time, memory and file sizes for the worker.  Set from outside
-    (prlimit) rather than in a preexec_fn, which is unsafe in a process with threads; the worker
-    blocks reading its request until then, so no student code runs unlimited."""
-    for limit, value in (
-        (resource.RLIMIT_CORE, 0),
-        (resource.RLIMIT_CPU, cpu_seconds),
-        (resource.RLIMIT_AS, _MEMORY_LIMIT),
-        (resource.RLIMIT_FSIZE, _FILE_LIMIT),
-    ):
-        with contextlib.suppress(ProcessLookupError):  # already gone: nothing left to limit
-            resource.prlimit(pid, limit, (value, value))
-
-
-def _environment(home: str) -> dict[str, str]:
-    """A clean environment: nothing of the grader's but PATH, and this package importable however
-    it was found here (installed, or from a source tree on PYTHONPATH)."""
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": str(Path(nst_lessons.__file__).resolve().parents[1]),
-        "HOME": home,
-        "TMPDIR": home,
-        "LANG": "C.UTF-8",
-        # One thread each: the grader may run beside other work, and the arrays are tiny.
-        "OMP_NUM_THREADS": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-        "MKL_NUM_THREADS": "1",
-    }
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-
-
 def _run_worker(
-    cells: Sequence[tuple[str, str]], exercises: Sequence[str], hidden: HiddenCases, step_timeout: float, workdir: Path
+    cells: Sequence[tuple[str, str]],
+    exercises: Sequence[str],
+    hidden: HiddenCases,
+    step_timeout: float,
+    memory: int,
+    workdir: Path,
+    cancel: threading.Event,
 ) -> tuple[bool, int | None, str]:
-    """Run one worker in ``workdir`` until it finishes, or a step exceeds ``step_timeout``.
+    """Run one worker, confined (:mod:`~.confine`), in ``workdir`` until it finishes, a step
+    exceeds ``step_timeout`` or ``cancel`` is set; when this returns, every process it started has
+    been killed.
 
     Returns (timed out, exit status or None when killed, last line of its stderr).
     """
@@ -95,18 +63,17 @@ def _run_worker(
         {"cells": [{"id": i, "source": s} for i, s in cells], "exercises": list(exercises), "hidden": hidden.to_json()}
     )
     steps = len(cells) + len(exercises)
+    limits = confine.Limits(memory=memory, cpu_seconds=int(STARTUP_ALLOWANCE + step_timeout * steps) + 1)
     with open(workdir / "stderr", "wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-s", "-m", "nst_lessons.grading.worker"],  # -s: no user site-packages
-            cwd=workdir,
+            confine.command([sys.executable, "-s", "-m", "nst_lessons.grading.worker"], home=str(workdir), limits=limits),
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
-            env=_environment(str(workdir)),
+            env=confine.environment(str(workdir)),  # the supervisor's own, which /proc shows to its user
             start_new_session=True,
         )
     try:
-        _limit(process.pid, int(STARTUP_ALLOWANCE + step_timeout * steps) + 1)
         try:
             process.stdin.write(request.encode())  # type: ignore[union-attr]
             process.stdin.close()  # type: ignore[union-attr]
@@ -124,12 +91,12 @@ def _run_worker(
                 size = 0
             if size != last_size:  # a new step began: it gets a full step_timeout
                 last_size, step_deadline = size, time.monotonic() + step_timeout
-            if time.monotonic() > min(step_deadline, final_deadline):
+            if time.monotonic() > min(step_deadline, final_deadline) or cancel.is_set():
                 return True, None, ""
             time.sleep(0.02)
         return False, process.returncode, _last_line(workdir / "stderr")
     finally:
-        _kill_group(process)  # also any children the student's code left behind in the session
+        confine.stop(process)  # the worker and whatever it started, however detached
 
 
 def _last_line(path: Path) -> str:
@@ -147,17 +114,21 @@ def run_answers(
     *,
     hidden: HiddenCases,
     step_timeout: float = STEP_TIMEOUT,
+    memory: int = confine.MEMORY_LIMIT,
+    cancel: threading.Event | None = None,
 ) -> SandboxResult:
     """Execute ``cells`` ((grade_id, source) pairs, in notebook order) in the sandbox and call each
-    exercise's function on its ``hidden`` cases."""
+    exercise's function on its ``hidden`` cases; each worker may map ``memory`` bytes.  Setting
+    ``cancel`` (from another thread) ends the work early, with an incomplete result."""
+    cancel = cancel or threading.Event()
     result = SandboxResult()
     cells, pending = list(cells), list(exercises)
     for _ in range(len(cells) + len(exercises) + 1):  # every round settles a cell or an exercise
-        if not pending:
+        if not pending or cancel.is_set():
             break
         with tempfile.TemporaryDirectory(prefix="nst-grade-", ignore_cleanup_errors=True) as tmp:
             workdir = Path(tmp)
-            timed_out, status, stderr = _run_worker(cells, pending, hidden, step_timeout, workdir)
+            timed_out, status, stderr = _run_worker(cells, pending, hidden, step_timeout, memory, workdir, cancel)
             try:
                 errors = json.loads(read_file(workdir / "cells.json", 2**20))
                 result.cell_errors.update({str(k): str(v)[:600] for k, v in errors.items()})
