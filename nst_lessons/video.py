@@ -563,13 +563,17 @@ class VideoWriter:
 
     def __enter__(self) -> VideoWriter:
         self._tmp = self._files.enter_context((atomic_dir if self.kind == "folder" else atomic_path)(self.path))
-        if self.kind in ("mp4", "webm"):
-            quality = {"mp4": ["-crf", "18"], "webm": ["-crf", "30", "-b:v", "0"]}[self.kind]
-            self._ffmpeg = imageio_ffmpeg.write_frames(
-                str(self._tmp), self.size, fps=self.fps, codec="libx264" if self.kind == "mp4" else "libvpx-vp9",
-                quality=None, macro_block_size=1, output_params=[*quality, "-f", self.kind], ffmpeg_log_level="error",
-            )  # fmt: skip
-            self._ffmpeg.send(None)
+        try:
+            if self.kind in ("mp4", "webm"):
+                quality = {"mp4": ["-crf", "18"], "webm": ["-crf", "30", "-b:v", "0"]}[self.kind]
+                self._ffmpeg = imageio_ffmpeg.write_frames(
+                    str(self._tmp), self.size, fps=self.fps, codec="libx264" if self.kind == "mp4" else "libvpx-vp9",
+                    quality=None, macro_block_size=1, output_params=[*quality, "-f", self.kind], ffmpeg_log_level="error",
+                )  # fmt: skip
+                self._ffmpeg.send(None)
+        except BaseException as error:  # __exit__ will not run: remove the temporary file here (SIGTERM while ffmpeg starts)
+            self.__exit__(type(error), error, error.__traceback__)
+            raise
         return self
 
     def append(self, frame: np.ndarray) -> None:
