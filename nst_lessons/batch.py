@@ -12,13 +12,17 @@ What can go wrong with one image does not stop the others: an unreadable content
 small, or one that does not fit in memory is reported on one line naming it and skipped; the exit
 status is then 1. An existing output is kept (and reported as skipped) unless ``overwrite``; every
 result is written to a temporary file and renamed, so a folder never holds half an image. Ctrl-C
-stops the batch without writing the image in progress.
+stops the batch: the results finished are kept, the image in progress is not written (exit status
+130). No result may be an input (a content or style file, however its path is spelled), and the
+results never go into a content folder itself, even with ``overwrite``: both are refused before
+anything runs.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +31,11 @@ import torch
 from PIL import Image
 
 from nst_lessons.data import resolve_image
-from nst_lessons.images import ImageError, ImageLike, check_output_path, load_image, save_image
+from nst_lessons.files import check_outputs, check_writable
+from nst_lessons.images import ImageError, ImageLike, image_format, load_image, save_image
 from nst_lessons.pyramid import pyramid_transfer
 from nst_lessons.targets import StyleTargets, as_list, shared_targets
-from nst_lessons.transfer import Network, TransferResult, load_networks, pop_legacy, style_transfer
+from nst_lessons.transfer import Network, TransferResult, check_run_fits, load_networks, pop_legacy, style_transfer
 
 _TARGET_OPTIONS = ("style_size", "style_scale", "style_blend_weights", "masks")
 """Options that shape the style targets: given to :meth:`StyleTargets.compute` once, not to each run."""
@@ -79,18 +84,20 @@ def check_results_folder(out_dir: str | os.PathLike[str]) -> Path:
 
     Raises:
         ImageError: it is a file, or its parent folder does not exist (one line).
+        PermissionError: no file can be created in it (or, if it is new, in its parent).
     """
     out_dir = Path(out_dir)
     if not out_dir.is_dir() and (out_dir.exists() or not out_dir.parent.is_dir()):
         reason = "it is a file" if out_dir.exists() else f"folder {out_dir.parent} does not exist"
         raise ImageError(f"cannot write results to {out_dir}: {reason}")
+    check_writable(out_dir if out_dir.is_dir() else out_dir.parent)
     return out_dir
 
 
 def output_name(content: Path) -> str:
     """The result's file name: the content's, or its stem + ``.png`` if Pillow cannot write that format."""
     try:
-        check_output_path(Path(content.name))
+        image_format(content.name)
     except ImageError:
         return content.stem + ".png"
     return content.name
@@ -150,16 +157,31 @@ def run_batch(
     """
     if options.get("masks") is not None:
         raise ValueError("masks belong to one content image; a batch cannot use them")
-    styles = [load_image(resolve_image(s) if isinstance(s, (str, os.PathLike)) else s) for s in as_list(style)]
+    style_files = [resolve_image(s) if isinstance(s, (str, os.PathLike)) else s for s in as_list(style)]
+    styles = [load_image(s) for s in style_files]
     files = image_files(contents)
     if not files:
         raise ImageError(f"no images in {', '.join(str(c) for c in contents) or 'the content list'}")
     out_dir = check_results_folder(out_dir)
+    folders = [("the input folder", c) for c in contents if Path(c).is_dir()]
+    check_outputs([("the output folder", out_dir)], folders)  # even with overwrite: never into the photos' own folder
+    inputs = [*(("the content image", f) for f in files), *(("the style image", s) for s in style_files if isinstance(s, Path))]
+    check_outputs([("the result", path) for path in dict.fromkeys(out_dir / output_name(f) for f in files)], inputs)
     out_dir.mkdir(exist_ok=True)
     options = dict(options)
-    network, _ = pop_legacy(options, network, options.get("seed"), "run_batch")  # type: ignore[arg-type]
-    model, style_model = load_networks(network, style_network, device, options.get("seed"))  # type: ignore[arg-type]
-    options.update(network=model, style_network=style_model)
+    network, speed = pop_legacy(options, network, options.get("seed"), "run_batch")  # type: ignore[arg-type]
+    refused: dict[Path, str] = {}
+    if options.get("check_memory", True):  # from the headers: before a network loads or any image is decoded at its size
+        planned = dict(options, **({"size": levels[-1][0]} if levels else {}))
+        for content in files:
+            try:
+                check_run_fits(content, styles, planned, network=network, style_network=style_network,
+                               seed=options.get("seed"), device=device, speed=speed)  # type: ignore[arg-type]  # fmt: skip
+            except (ImageError, ValueError, OSError) as error:
+                refused[content] = str(error)
+    if len(refused) < len(files):  # some image will run
+        model, style_model = load_networks(network, style_network, device, options.get("seed"))  # type: ignore[arg-type]
+        options.update(network=model, style_network=style_model)
     base: StyleTargets | None = None  # the first image's targets, which every other's are rescaled from
     per_image = {key: value for key, value in options.items() if key not in _TARGET_OPTIONS}
     report = BatchReport()
@@ -173,17 +195,22 @@ def run_batch(
         if output.exists() and not overwrite:
             report.kept.append((content, output))
             continue
+        if content in refused:
+            report.failed.append((content, refused[content]))
+            continue
         try:
-            if levels is not None:
-                result = pyramid_transfer(content, styles, levels, device=device, **options)
-            else:
-                image = load_image(content, options.get("size", 512))  # type: ignore[arg-type]
-                size = (image.height, image.width)
-                if base is None:
-                    base = shared_targets(style_model or model, styles, size, options)
-                targets = base.at(size) if base is not None else None
-                run = options if targets is None else dict(per_image, style_targets=targets)
-                result = style_transfer(image, styles, device=device, **run)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                if levels is not None:
+                    result = pyramid_transfer(content, styles, levels, device=device, **options)
+                else:
+                    image = load_image(content, options.get("size", 512))  # type: ignore[arg-type]
+                    size = (image.height, image.width)
+                    if base is None:
+                        base = shared_targets(style_model or model, styles, size, options)
+                    targets = base.at(size) if base is not None else None
+                    run = options if targets is None else dict(per_image, style_targets=targets)
+                    result = style_transfer(image, styles, device=device, **run)
         except torch.OutOfMemoryError:
             report.failed.append((content, "out of memory on the device; try a smaller --size"))
             continue
@@ -191,7 +218,9 @@ def run_batch(
             report.failed.append((content, str(error)))
             continue
         if result.stopped is not None and result.stopped.startswith("interrupted"):
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt  # without the run's "returning the best image so far": this image is not written
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         save_image(result.image, output)
         report.written.append((content, output))
         if on_result is not None:
@@ -202,12 +231,19 @@ def run_batch(
 def run_batch_command(
     contents: Sequence[str], style: ImageLike | Sequence[ImageLike], out_dir: Path, *, overwrite: bool, **options: object
 ) -> int:
-    """The CLI's batch mode: :func:`run_batch`, one line per image; exit status 1 if any failed."""
+    """The CLI's batch mode: :func:`run_batch`, one line per image; exit status 1 if any failed, 130
+    after Ctrl-C (the results finished so far are kept, the one in progress is not written)."""
+    written: list[Path] = []
 
     def wrote(content: Path, output: Path, result: TransferResult) -> None:
+        written.append(output)
         print(f"wrote {output} from {content} ({result.iterations} iterations, {result.seconds:.1f} s)", flush=True)
 
-    report = run_batch(contents, style, out_dir, overwrite=overwrite, on_result=wrote, **options)
+    try:
+        report = run_batch(contents, style, out_dir, overwrite=overwrite, on_result=wrote, **options)
+    except KeyboardInterrupt:
+        print(f"nst-lessons: interrupted; {len(written)} written in {out_dir}, the image in progress not written", file=sys.stderr)
+        return 130
     for content, output in report.kept:
         print(f"kept {output} (it exists; --overwrite replaces it), skipped {content}")
     for content, reason in report.failed:

@@ -11,16 +11,25 @@
     nst-lessons release [COURSE]                              write the student notebooks
     nst-lessons book -o SITE [--fast]                         the lessons, executed, as a web site
 
-Bad input ends with one line on stderr, exit status 2, and no output file.
+Bad input ends with one line on stderr, exit status 2, and no output file; so does an output that
+is an input (however its path is spelled). Ctrl-C exits 130 after writing what the command keeps
+(the best image, a batch's finished results, a video's finished frames); SIGTERM exits 143 leaving
+nothing half-written.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import glob
 import json
+import os
+import re
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -34,11 +43,12 @@ from nst_lessons.book import add_book_parser
 from nst_lessons.color import COLOR_MODES
 from nst_lessons.data import CLASSICS, EXAMPLES, OFFLINE, images_home, resolve_image
 from nst_lessons.grading.cli import add_grade_parser, add_release_parser
+from nst_lessons.files import check_outputs, check_writable
 from nst_lessons.images import MIN_SIDE, ImageError, check_output_path, save_image
 from nst_lessons.pyramid import parse_levels, pyramid_transfer
 from nst_lessons.style_space import add_style_space_parser
 from nst_lessons.texture import add_texture_parser
-from nst_lessons.transfer import INITS, OPTIMIZERS, PRECISIONS, Speed, style_transfer
+from nst_lessons.transfer import INITS, OPTIMIZERS, PRECISIONS, Speed, snapshot_path, style_transfer
 from nst_lessons.vgg import ARCHS, CHECKPOINTS, WeightsError, fetch_weights, weights_home
 from nst_lessons.video import add_video_parser
 
@@ -147,6 +157,26 @@ def _check_output(path: Path, kind: str) -> None:
         check_output_path(path)
     elif not path.parent.is_dir() or path.is_dir():
         raise ImageError(f"cannot write {path}: {'it is a directory' if path.is_dir() else 'no such folder'}")
+    else:
+        check_writable(path.parent)
+
+
+def _check_not_inputs(args: argparse.Namespace, content: Path, styles: Sequence[Path], init: str) -> None:
+    """Refuse -o, --history or a --save-every snapshot that is an input of the run (or each other),
+    compared by the file the paths resolve to (:func:`~nst_lessons.files.check_outputs`)."""
+    inputs: list[tuple[str, str | Path]] = [("the content image", content), *(("the style image", s) for s in styles)]
+    inputs += [("the content mask", m) for m in args.content_mask or []] + [("the style mask", m) for m in args.style_mask or []]
+    inputs += [("the --init image", init)] if init not in INITS else []
+    inputs += [("the --weights checkpoint", args.weights)] if Path(args.weights).is_file() else []
+    outputs: list[tuple[str, str | Path]] = [("the output", args.output)]
+    outputs += [("the --history file", args.history)] if args.history is not None else []
+    if args.save_every:  # only a snapshot name that exists can be an input (an input exists): look for those
+        stem, suffix = args.output.stem, args.output.suffix
+        for path in args.output.parent.glob(f"{glob.escape(stem)}_*{glob.escape(suffix)}"):
+            i = re.fullmatch(rf"{re.escape(stem)}_(\d+){re.escape(suffix)}", path.name)
+            if i and int(i[1]) % args.save_every == 0 and int(i[1]) <= args.iterations:
+                outputs.append(("the --save-every snapshot", snapshot_path(args.output, int(i[1]))))
+    check_outputs(outputs, inputs)
 
 
 def _masks(args: argparse.Namespace) -> list[tuple[Path, Path]] | None:
@@ -198,6 +228,8 @@ def _run_transfer(args: argparse.Namespace) -> int:
     if levels is not None and args.save_every is not None:
         raise UsageError("nst-lessons transfer: error: --save-every does not combine with --pyramid (see --help)")
     init = args.init if args.init in INITS else str(resolve_image(args.init))
+    if not batch:
+        _check_not_inputs(args, content, styles, init)
     options = dict(
         style_size=args.style_size, optimizer=args.optimizer, learning_rate=args.learning_rate,
         content_layers=args.content_layers, style_layers=args.style_layers, content_weight=args.content_weight,
@@ -231,6 +263,9 @@ def _run_transfer(args: argparse.Namespace) -> int:
         f"wrote {args.output} ({result.image.width}x{result.image.height}) after {result.iterations} iterations "
         f"in {result.seconds:.1f} s ({per_it:.1f} ms/iteration), {written}"
     )
+    if result.stopped is not None and result.stopped.startswith("interrupted"):
+        print(f"nst-lessons: interrupted; {args.output} holds the {written.split()[0]} image so far", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -282,9 +317,36 @@ def _warn(message, category, filename, lineno, file=None, line=None) -> None:  #
     print(f"nst-lessons: warning: {message}", file=sys.stderr)
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread. Unlike Ctrl-C, which keeps what is finished (the best
+    image, a video's finished frames), it unwinds as an error does: every temporary file is removed
+    and nothing half-done is left behind."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises :class:`Terminated` for the duration (where a handler can be set: the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pid = os.getpid()
+
+    def terminate(signum: int, frame: object) -> None:
+        if os.getpid() != pid:  # a forked child (a DataLoader worker) ends as it would have without us
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
-    with warnings.catch_warnings():
+    """Run the command line; returns the exit status (0 ok, 2 bad input, 130 Ctrl-C, 143 SIGTERM)."""
+    with warnings.catch_warnings(), _sigterm_raises():
         warnings.showwarning = _warn  # one line per warning, without the source line
         try:
             args = build_parser().parse_args(argv)
@@ -293,11 +355,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(error, file=sys.stderr)
         except torch.OutOfMemoryError:
             print("nst-lessons: error: out of memory on the device; try a smaller --size", file=sys.stderr)
-        except (ImageError, WeightsError, ValueError, OSError) as error:
+        except WeightsError as error:  # the Python API's advice, in the command line's words
+            print("nst-lessons: error: " + str(error).replace("weights='random'", "--weights random"), file=sys.stderr)
+        except (ImageError, ValueError, OSError) as error:
             print(f"nst-lessons: error: {error}", file=sys.stderr)
         except KeyboardInterrupt:
             print("nst-lessons: interrupted", file=sys.stderr)
             return 130
+        except Terminated:
+            print("nst-lessons: terminated; nothing half-written is left", file=sys.stderr)
+            return 128 + signal.SIGTERM
     return 2
 
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from nst_lessons.files import atomic_path
+from nst_lessons.files import atomic_path, check_writable
 
 MIN_SIDE = 32
 """Smallest accepted side in pixels: VGG-19's five poolings leave nothing of a smaller image."""
@@ -28,6 +28,7 @@ class ImageError(ValueError):
 
 
 def _open(path: str | os.PathLike[str]) -> Image.Image:
+    """The file opened lazily: its header read and its size checked, its pixels not yet decoded."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"no image file at {path}")
@@ -36,20 +37,51 @@ def _open(path: str | os.PathLike[str]) -> Image.Image:
             # Pillow warns from 89 Mpx; our own limit, checked below, is the one that decides.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(path)
-        with im:
-            if im.width * im.height > MAX_PIXELS:
-                raise ImageError(
-                    f"{path} is {im.width}x{im.height} pixels, over the limit of {MAX_PIXELS:,} "
-                    "(a possible decompression bomb); resize it first"
-                )
-            im.load()
-            return ImageOps.exif_transpose(im)
     except Image.DecompressionBombError:
         raise ImageError(f"{path} is too large to decode safely (a possible decompression bomb)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        if isinstance(error, ImageError):
-            raise
         raise ImageError(f"{path} is not a readable image ({error})") from None
+    if im.width * im.height > MAX_PIXELS:
+        im.close()
+        raise ImageError(
+            f"{path} is {im.width}x{im.height} pixels, over the limit of {MAX_PIXELS:,} "
+            "(a possible decompression bomb); resize it first"
+        )
+    return im
+
+
+def _decode(im: Image.Image, path: str | os.PathLike[str]) -> Image.Image:
+    """The pixels of a lazily opened file (:func:`_open`), EXIF orientation applied; the file is closed."""
+    try:
+        with im:
+            im.load()
+            return ImageOps.exif_transpose(im)
+    except (OSError, SyntaxError, ValueError) as error:
+        raise ImageError(f"{path} is not a readable image ({error})") from None
+
+
+def image_size(image: ImageLike) -> tuple[int, int]:
+    """(width, height) of an image, a file's read from its header without decoding its pixels: what
+    the checks plan with before anything is decoded at the requested size. A file's EXIF
+    orientation is not applied (Pillow decodes a whole PNG to look for it), so width and height may
+    come swapped; every check made with them depends only on the long side, the short side and the
+    number of pixels, which a swap leaves as they are."""
+    if isinstance(image, Image.Image):
+        return image.size
+    if isinstance(image, Tensor):
+        return int(image.shape[-1]), int(image.shape[-2])
+    if isinstance(image, np.ndarray):
+        return int(image.shape[1]), int(image.shape[0])
+    with _open(image) as im:
+        return im.size
+
+
+def resized_size(size: tuple[int, int], long_side: int) -> tuple[int, int]:
+    """(width, height) of an image of ``size`` (width, height) resized to a long side of ``long_side``
+    px, keeping the aspect ratio (:func:`resize_long_side`)."""
+    w, h = size
+    scale = long_side / max(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -73,9 +105,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
 def resize_long_side(im: Image.Image, size: int) -> Image.Image:
     """Resize so that the longer side is ``size`` pixels, keeping the aspect ratio."""
-    w, h = im.size
-    scale = size / max(w, h)
-    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    new = resized_size(im.size, size)
     return im if new == im.size else im.resize(new, Image.Resampling.LANCZOS)
 
 
@@ -88,10 +118,13 @@ def load_image(image: ImageLike, size: int | None = None) -> Image.Image:
 
     Raises:
         ImageError: missing or unreadable file, too small (under 32 px a side as given, or after
-            resizing to ``size``), or too large.
+            resizing to ``size``), or too large (over :data:`MAX_PIXELS` as given, or after
+            resizing: both judged from a file's header, before its pixels are decoded). The
+            message names the file.
     """
     if size is not None and size < MIN_SIDE:
         raise ImageError(f"size must be at least {MIN_SIDE} px, got {size}")
+    name = "image"
     if isinstance(image, Image.Image):
         im = _to_rgb(ImageOps.exif_transpose(image))
     elif isinstance(image, Tensor):
@@ -99,21 +132,29 @@ def load_image(image: ImageLike, size: int | None = None) -> Image.Image:
     elif isinstance(image, np.ndarray):
         im = _to_rgb(Image.fromarray(to_uint8(image)))
     else:
-        im = _to_rgb(_open(image))
-    original = im.size
+        name = str(image)
+        _check_sizes(name, image_size(image), size)  # from the header, before decoding
+        im = _to_rgb(_decode(_open(image), image))
+    _check_sizes(name, im.size, size)
+    return im if size is None else resize_long_side(im, size)
+
+
+def _check_sizes(name: str, original: tuple[int, int], size: int | None) -> None:
+    """An :class:`ImageError` naming the image unless it is at least 32 px a side as given and after
+    resizing to ``size``, and at most :data:`MAX_PIXELS` after resizing."""
     if min(original) < MIN_SIDE:  # a 1x1 or 8x8 source has no detail to upscale, whatever the size asked
         raise ImageError(
-            f"image is {original[0]}x{original[1]} pixels; at least {MIN_SIDE} px a side is needed "
+            f"{name} is {original[0]}x{original[1]} pixels; at least {MIN_SIDE} px a side is needed "
             "(in the image as given, before resizing)"
         )
-    if size is not None:
-        im = resize_long_side(im, size)
-    if min(im.size) < MIN_SIDE:
-        resized = "" if im.size == original else f", {im.width}x{im.height} at size {size}"
-        raise ImageError(
-            f"image is {original[0]}x{original[1]} pixels{resized}; at least {MIN_SIDE} px a side is needed"
-        )
-    return im
+    if size is None:
+        return
+    w, h = resized_size(original, size)
+    if min(w, h) < MIN_SIDE:
+        resized = "" if (w, h) == original else f", {w}x{h} at size {size}"
+        raise ImageError(f"{name} is {original[0]}x{original[1]} pixels{resized}; at least {MIN_SIDE} px a side is needed")
+    if w * h > MAX_PIXELS:
+        raise ImageError(f"{name} would be {w}x{h} pixels at size {size}, over the limit of {MAX_PIXELS:,}; give a smaller size")
 
 
 def to_tensor(im: Image.Image, device: str | torch.device | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -138,21 +179,31 @@ def to_uint8(a: np.ndarray) -> np.ndarray:
     return a if a.dtype == np.uint8 else np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def check_output_path(path: str | os.PathLike[str]) -> str:
-    """The Pillow format an RGB image would be saved in at ``path``; a clear :class:`ImageError`
-    if that path cannot take one (unknown or read-only format, missing folder, a directory)."""
-    path = Path(path)
-    fmt = Image.registered_extensions().get(path.suffix.lower())
+def image_format(name: str | os.PathLike[str]) -> str:
+    """The Pillow format an RGB image named ``name`` would be saved in (from its extension); a clear
+    :class:`ImageError` if none can take it (unknown or read-only format). Looks at the name only."""
+    name = Path(name)
+    fmt = Image.registered_extensions().get(name.suffix.lower())
     if fmt is None or fmt not in Image.SAVE:
-        raise ImageError(f"cannot write an image format from {path.name!r}; use .png or .jpg")
+        raise ImageError(f"cannot write an image format from {name.name!r}; use .png or .jpg")
     try:
         Image.new("RGB", (1, 1)).save(io.BytesIO(), format=fmt)
     except (OSError, ValueError, KeyError) as error:
         raise ImageError(f"cannot write an RGB image as {fmt} ({error}); use .png or .jpg") from None
+    return fmt
+
+
+def check_output_path(path: str | os.PathLike[str]) -> str:
+    """The Pillow format an RGB image would be saved in at ``path`` (:func:`image_format`); a clear
+    :class:`ImageError` if that path cannot take one (the format, a missing folder, a directory), or
+    a ``PermissionError`` naming the folder if no file can be created there (:func:`check_writable`)."""
+    path = Path(path)
+    fmt = image_format(path)
     if not path.parent.is_dir():
         raise ImageError(f"cannot write {path}: folder {path.parent} does not exist")
     if path.is_dir():
         raise ImageError(f"cannot write {path}: it is a directory")
+    check_writable(path.parent)
     return fmt
 
 

@@ -12,20 +12,15 @@ does not, so the large levels lean towards the photo; raise ``style_weight`` if 
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 
 import torch
 from PIL import Image
 
-from nst_lessons import memory
 from nst_lessons.images import ImageLike, load_image
 from nst_lessons.networks import FeatureNetwork
-from nst_lessons.targets import as_list, load_styles, normalised_blend_weights, style_layer_weights, style_long_side
-from nst_lessons.transfer import Network, Speed, TransferResult, described, load_networks, memory_model, pop_legacy, style_transfer
-
-
-_DEFAULTS = {name: p.default for name, p in inspect.signature(style_transfer).parameters.items()}
+from nst_lessons.targets import as_list, load_styles, normalised_blend_weights
+from nst_lessons.transfer import Network, Speed, TransferResult, check_run_fits, described, load_networks, pop_legacy, style_transfer
 
 
 def parse_levels(text: str) -> list[tuple[int, int]]:
@@ -80,7 +75,8 @@ def pyramid_transfer(
         network, style_network, device, seed, speed: as for ``style_transfer``; the networks are
             loaded once.
         check_memory: check first that the *last* level fits (see :mod:`nst_lessons.memory`), so
-            that a run too big is refused before the small levels have spent their time.
+            that a run too big is refused before the small levels have spent their time, and before
+            any image is decoded or a network loaded.
         options: any other keyword argument of ``style_transfer`` (``history_size``,
             ``callback``...), the same for every level.
 
@@ -93,21 +89,14 @@ def pyramid_transfer(
     levels = check_levels(levels)
     final_size = levels[-1][0]
     level_style_sizes = [round(style_size * size / final_size) if style_size else None for size, _ in levels]
+    if check_memory:  # the last level, from the image headers: before anything is decoded at its size or loaded
+        check_run_fits(
+            content, style, dict(options, size=final_size, style_size=style_size), network=network,
+            style_network=style_network, seed=seed, device=device, speed=speed,
+        )  # fmt: skip
     content, styles = load_image(content), [load_image(s) for s in as_list(style)]  # decoded once, resized per level
     _check_styles(content, styles, levels, level_style_sizes, described(style_network or network, seed), options)
     model, style_model = load_networks(network, style_network, device, seed)
-    if check_memory:
-        last = _DEFAULTS | options
-        content_image = load_image(content, final_size)
-        long_side = style_long_side((content_image.height, content_image.width), style_size, last["style_scale"])
-        style_image = max((load_image(s, long_side) for s in styles), key=lambda im: im.width * im.height)
-        estimate_at = memory_model(
-            content_image.size, style_image.size, last["content_layers"] or model.content_layers,
-            style_layer_weights(last["style_layers"], style_model or model), network=model, style_network=style_model,
-            precision=speed.precision, optimizer=last["optimizer"], history_size=last["history_size"],
-            tv=last["tv_weight"] != 0,
-        )  # fmt: skip
-        memory.check_fits(estimate_at, max(content_image.size), model.device)
     summary: list[dict[str, object]] = []
     result: TransferResult | None = None
     for (size, iterations), level_style_size in zip(levels, level_style_sizes):

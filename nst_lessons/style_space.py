@@ -28,7 +28,10 @@ cannot be read is listed (``OUT/skipped.csv`` and one line each on stderr) and s
 (``distances_style.csv``, ``distances_content.csv``), each image's nearest neighbours
 (``neighbours.csv``), and a 2-D map by classical MDS and by scikit-learn's t-SNE (``map.csv``,
 and ``map.png`` with thumbnails). Exit status 1 when some files were skipped; 2, with no result
-written (only the descriptor cache), when fewer than 3 images are readable.
+written, when fewer than 3 images are readable (the cache folders that run created are removed
+again; a cache that was there before keeps what was computed). Before anything is created or the
+model loaded, it refuses an OUT that is the collection's folder or whose result files would replace
+one of its images, and a ``--size`` and ``--batch-size`` whose batches would not fit in memory.
 
 **Scale on paper: 80,000 paintings at 512 px.** VGG-19 up to ``relu5_1`` (the deepest layer used)
 costs 189.3 GFLOPs per 512 x 512 image (2 FLOPs per multiply-add; :func:`vgg_flops` computes it,
@@ -60,6 +63,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -75,14 +79,14 @@ from scipy.spatial.distance import pdist, squareform
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from nst_lessons import arguments
+from nst_lessons import arguments, memory
 from nst_lessons.batch import check_results_folder, image_files
 from nst_lessons.download import sha256_of
-from nst_lessons.files import atomic_path
+from nst_lessons.files import atomic_path, check_outputs
 from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, load_image, resize_long_side, to_tensor
 from nst_lessons.losses import gram_matrix
-from nst_lessons.networks import FeatureNetwork, load_network
-from nst_lessons.vgg import STYLE_LAYERS
+from nst_lessons.networks import FeatureNetwork, describe_network, load_network
+from nst_lessons.vgg import STYLE_LAYERS, default_device
 
 GRID = 4
 """The content descriptor averages the content layer over a GRID x GRID grid of regions."""
@@ -469,6 +473,25 @@ def throughput(model: FeatureNetwork, size: int = 128, batch_size: int = 8, batc
     return batch_size * batches / (time.perf_counter() - start)
 
 
+RESULTS = ("distances_style.csv", "distances_content.csv", "neighbours.csv", "map.csv", "map.png", "skipped.csv")
+"""The files ``nst-lessons style-space`` writes into OUT (besides the descriptor cache)."""
+
+
+def memory_needed(network: FeatureNetwork, size: int, batch_size: int) -> memory.MemoryEstimate:
+    """The memory one batch of :func:`describe_batch` needs, at most: ``batch_size`` square images of
+    ``size`` px (the largest an image brought to that long side can be) through ``network`` (a
+    description is enough: :func:`~nst_lessons.networks.describe_network`) without gradients,
+    float32: the feature maps kept for the descriptors plus the largest layer's input and output in
+    flight (activations), the images and their preprocessed copy, and the model."""
+    layers = (*network.style_layers, *network.content_layers)
+    shapes = {name: math.prod(shape) for name, shape in network.layer_shapes(size, size, layers).items()}
+    kept = sum(shapes[name] for name in set(layers))
+    return memory.MemoryEstimate(
+        height=size, width=size, activations=batch_size * (kept + 2 * max(shapes.values())) * 4, transient=0,
+        optimizer=0, model=network.parameter_count(layers) * 4, images=batch_size * 2 * 3 * size * size * 4,
+    )  # fmt: skip
+
+
 def add_style_space_parser(subparsers: argparse._SubParsersAction) -> None:
     """The ``style-space`` subcommand."""
     p = subparsers.add_parser(
@@ -491,21 +514,39 @@ def add_style_space_parser(subparsers: argparse._SubParsersAction) -> None:
 def run_style_space(args: argparse.Namespace) -> int:
     """The command: describe, write the outputs, list skipped files; 1 if any were skipped.
 
-    With fewer than 3 readable images it stops (exit 2) before writing any result; OUT then holds
-    only the descriptors computed so far (``OUT/descriptors``, reused by the next run).
+    Refused before anything is created or the model loaded (exit 2): fewer than 3 image files, OUT
+    the collection's folder or a result file one of its images, a batch at ``--size`` that does not
+    fit in memory (:func:`memory_needed`). With fewer than 3 readable images it stops (exit 2)
+    before writing any result, and removes the folders it created (OUT or ``OUT/descriptors``);
+    a cache that was there before keeps the descriptors computed.
     """
     if not args.folder.is_dir():
         raise ImageError(f"no folder at {args.folder}")
     check_results_folder(args.output)
+    check_outputs([("the output folder", args.output)], [("the collection", args.folder)])
+    excluded = args.output.resolve()
+    images = [p for p in image_files([args.folder], recursive=True) if not p.resolve().is_relative_to(excluded)]
+    if len(images) < 3:  # before anything is created
+        raise ImageError(f"style-space needs at least 3 readable images; {args.folder} has {len(images)} image files")
+    check_outputs([("the result", args.output / name) for name in RESULTS], [("an image of the collection", p) for p in images])
+    spec = arguments.network_spec(args)
+    network = describe_network(spec)  # its shapes, nothing loaded
+    memory.check_fits(  # before anything is decoded at --size, or the network loaded
+        lambda side: memory_needed(network, side, args.batch_size), args.size, default_device(args.device),
+        remedies="give a smaller --size or --batch-size",
+    )
+    cache = args.output / "descriptors"
+    created = next((p for p in (args.output, cache) if not p.exists()), None)  # removed again if no result follows
     args.output.mkdir(exist_ok=True)
-    model = load_network(arguments.network_spec(args), args.device)
+    model = load_network(spec, args.device)
     collection = describe_folder(
-        args.folder, args.output / "descriptors", model, size=args.size, batch_size=args.batch_size,
-        workers=args.workers, exclude=args.output,
-    )  # fmt: skip
+        args.folder, cache, model, size=args.size, batch_size=args.batch_size, workers=args.workers, exclude=args.output
+    )
     for name, reason in collection.skipped:
         print(f"nst-lessons: skipped: {name}: {reason}", file=sys.stderr)
-    if len(collection.names) < 3:  # before any result is written; the descriptors stay cached
+    if len(collection.names) < 3:  # before any result is written
+        if created is not None:
+            shutil.rmtree(created)
         raise ImageError(f"style-space needs at least 3 readable images; {args.folder} has {len(collection.names)}")
     _write_csv(args.output / "skipped.csv", [["file", "reason"], *collection.skipped])
     k = min(args.neighbours, len(collection.names) - 1)

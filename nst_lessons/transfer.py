@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import itertools
 import math
 import os
@@ -42,10 +43,10 @@ from torch import Tensor
 from tqdm import tqdm
 
 from nst_lessons import color, losses, memory
-from nst_lessons.images import ImageLike, check_output_path, load_image, save_image, to_pil, to_tensor
+from nst_lessons.images import ImageLike, check_output_path, image_size, load_image, resized_size, save_image, to_pil, to_tensor
 from nst_lessons.lbfgs import LBFGS
 from nst_lessons.networks import FeatureNetwork, NetworkSpec, as_spec, describe_network, load_network
-from nst_lessons.targets import Region, StyleTargets, as_list, features, load_styles, normalised_blend_weights, style_layer_weights
+from nst_lessons.targets import Region, StyleTargets, as_list, features, load_styles, normalised_blend_weights, style_layer_weights, style_long_side
 from nst_lessons.vgg import CONTENT_LAYERS, LOSS_WEIGHTS, STYLE_LAYERS, default_device  # noqa: F401 (VGG's default layers, here as before)
 
 DEFAULT_LOSS_WEIGHTS: dict[str, tuple[float, float, float]] = LOSS_WEIGHTS
@@ -851,7 +852,8 @@ def style_transfer(
             dominates below about 1024 px. Needs ``optimizer="lbfgs"``; no effect on the CPU.
         check_memory: estimate the memory the run needs first (:mod:`nst_lessons.memory`) and
             refuse with :class:`~nst_lessons.memory.InsufficientMemoryError` (a ``ValueError``
-            naming the largest size that fits) rather than fail half-way.
+            naming the largest size that fits) rather than fail half-way; planned from the image
+            headers, before anything is decoded at ``size`` or the model is loaded (:func:`check_fits`).
         temporal: for a video frame, ``(warped, c)``: the previous stylised frame carried to this
             frame along the optical flow (an image of the output's size, or a tensor (3,H,W)/(1,3,H,W)
             in [0,1]) and the per-pixel weights c, (H,W) or (1,1,H,W) in [0,1] (0 at occlusions and
@@ -906,11 +908,18 @@ def style_transfer(
     if not content_layers and not layer_weights:
         raise ValueError("no content or style layers: nothing to optimise")
 
-    content_image = load_image(content, size)
-    output_size = (content_image.height, content_image.width)
     styles = as_list(style)
     if style_targets is None and masks is None:
         normalised_blend_weights(style_blend_weights, len(styles))  # checked before any work
+    if check_memory:  # from the image headers: before anything is decoded at this size or the model loaded
+        check_fits(
+            content, styles, size=size, style_size=style_size, style_scale=style_scale, content_layers=content_layers,
+            style_layers=layer_weights, network=content_described,
+            style_network=None if style_network is None else style_described, device=_run_device(network, device),
+            precision=precision, optimizer=optimizer, history_size=history_size, tv_weight=tv_weight,
+        )  # fmt: skip
+    content_image = load_image(content, size)
+    output_size = (content_image.height, content_image.width)
     style_images, mask_pairs = load_styles(  # masks checked before the model is loaded
         styles, output_size, style_size, style_scale, masks, style_blend_weights, layer_weights, style_described
     )
@@ -920,14 +929,6 @@ def style_transfer(
     for name, value in (("content_weight", alpha), ("style_weight", beta), ("tv_weight", gamma),
                         ("temporal_weight", temporal_weight)):
         _check_weight(name, value)
-    if check_memory:
-        largest_style = max(style_images, key=lambda im: im.width * im.height).size
-        memory.check_fits(
-            memory_model(content_image.size, largest_style, content_layers, layer_weights, precision=precision,
-                         network=model, style_network=style_model, optimizer=optimizer, history_size=history_size,
-                         tv=gamma > 0),
-            max(content_image.size), device,
-        )  # fmt: skip
 
     run_model = _run_model(model, dtype, channels_last)
     run_style_model = run_model if style_model is model else _run_model(style_model, dtype, channels_last)
@@ -981,6 +982,71 @@ def style_transfer(
     return TransferResult(to_pil(best), best, loop.history(), loop.done, loop.seconds, stopped, settings, raw.cpu())
 
 
+def _run_device(network: Network, device: str | torch.device | None) -> torch.device:
+    """The device a run will use: a loaded network's, else ``device`` (``None``: CUDA when available)."""
+    return network.device if isinstance(network, FeatureNetwork) else default_device(device)
+
+
+def check_fits(
+    content: ImageLike,
+    styles: Sequence[ImageLike],
+    *,
+    size: int | None,
+    style_size: int | None,
+    style_scale: float | None,
+    content_layers: Sequence[str],
+    style_layers: Mapping[str, float],
+    network: FeatureNetwork,
+    style_network: FeatureNetwork | None,
+    device: torch.device,
+    precision: str,
+    optimizer: str,
+    history_size: int,
+    tv_weight: float | None,
+) -> memory.MemoryEstimate:
+    """Refuse a run that would not fit on ``device`` (:func:`nst_lessons.memory.check_fits`), planned
+    from the images' headers (:func:`~nst_lessons.images.image_size`) and the networks' descriptions
+    (:func:`described`): nothing is decoded, let alone resized to ``size``, and no network loaded,
+    before the refusal. Arguments as for :func:`style_transfer`, with ``style_layers`` as
+    ``{name: w_l}`` and the networks described."""
+    output = image_size(content) if size is None else resized_size(image_size(content), size)
+    long_side = style_long_side((output[1], output[0]), style_size, style_scale)
+    style = max((resized_size(image_size(s), long_side) for s in styles), key=lambda wh: wh[0] * wh[1])
+    estimate_at = memory_model(
+        output, style, content_layers, style_layers, network=network, style_network=style_network, precision=precision,
+        optimizer=optimizer, history_size=history_size, tv=tv_weight != 0,
+    )  # fmt: skip
+    return memory.check_fits(estimate_at, max(output), device)
+
+
+def check_run_fits(
+    content: ImageLike,
+    style: ImageLike | Sequence[ImageLike],
+    options: Mapping[str, object],
+    *,
+    network: Network,
+    style_network: Network | None,
+    seed: int | None,
+    device: str | torch.device | None,
+    speed: Speed,
+) -> memory.MemoryEstimate:
+    """:func:`check_fits` for the run ``style_transfer(content, style, network=network, ...,
+    **options)`` (its defaults for what ``options`` does not give), for callers that hold the
+    options as a mapping (a batch, a pyramid)."""
+    given = _DEFAULTS | dict(options)
+    style_network = other_style_network(network, style_network, seed)
+    content_described = described(network, seed)
+    style_described = content_described if style_network is None else described(style_network, seed)
+    content_layers = content_described.content_layers if given["content_layers"] is None else tuple(given["content_layers"])  # type: ignore[arg-type]
+    return check_fits(
+        content, as_list(style), size=given["size"], style_size=given["style_size"], style_scale=given["style_scale"],  # type: ignore[arg-type]
+        content_layers=content_layers, style_layers=style_layer_weights(given["style_layers"], style_described),  # type: ignore[arg-type]
+        network=content_described, style_network=None if style_network is None else style_described,
+        device=_run_device(network, device), precision=speed.precision, optimizer=given["optimizer"],  # type: ignore[arg-type]
+        history_size=given["history_size"], tv_weight=given["tv_weight"],  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
 def memory_model(
     content_size: tuple[int, int],
     style_size: tuple[int, int],
@@ -1001,3 +1067,6 @@ def memory_model(
         )  # fmt: skip
 
     return at
+
+
+_DEFAULTS = {name: p.default for name, p in inspect.signature(style_transfer).parameters.items()}

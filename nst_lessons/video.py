@@ -67,8 +67,8 @@ from tqdm import tqdm
 from nst_lessons import arguments, memory
 from nst_lessons.batch import is_batch_output
 from nst_lessons.data import resolve_image
-from nst_lessons.files import atomic_dir, atomic_path
-from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, load_image, to_uint8
+from nst_lessons.files import atomic_dir, atomic_path, check_outputs, check_writable
+from nst_lessons.images import MAX_PIXELS, MIN_SIDE, ImageError, ImageLike, image_size, load_image, resized_size, to_uint8
 from nst_lessons.networks import FeatureNetwork
 from nst_lessons.targets import StyleTargets, shared_targets
 from nst_lessons.transfer import (
@@ -305,8 +305,7 @@ def stylise_frames(
         content_im = load_image(frame)
         first = first or content_im.size
         if content_im.size != first:  # checked before resizing, which would hide it
-            (w, h), (w1, h1) = content_im.size, first
-            raise VideoError(f"frames differ in size: frame {number} is {w}x{h}, frame 1 is {w1}x{h1}")
+            raise _size_error(number, content_im.size, first)
         if size is not None:
             wh = size if isinstance(size, tuple) else frame_size(*content_im.size, size)
             content_im = content_im if content_im.size == wh else content_im.resize(wh, Image.Resampling.LANCZOS)
@@ -341,6 +340,10 @@ def stylise_frames(
         yield Frame(y, p, c, result, backward)
 
 
+def _size_error(number: int, size: tuple[int, int], first: tuple[int, int]) -> VideoError:
+    return VideoError(f"frames differ in size: frame {number} is {size[0]}x{size[1]}, frame 1 is {first[0]}x{first[1]}")
+
+
 def _chw(a: np.ndarray) -> torch.Tensor:
     """(H,W,3) array -> (1,3,H,W) tensor."""
     return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float()
@@ -348,13 +351,16 @@ def _chw(a: np.ndarray) -> torch.Tensor:
 
 def frame_size(width: int, height: int, size: int, even: bool = False) -> tuple[int, int]:
     """(width, height) of a frame scaled to a long side of ``size`` px; ``even`` rounds both sides
-    down to even numbers (H.264 and VP9 need them). Raises :class:`VideoError` under 32 px a side."""
+    down to even numbers (H.264 and VP9 need them). Raises :class:`VideoError` under 32 px a side
+    or over :data:`~nst_lessons.images.MAX_PIXELS`."""
     scale = size / max(width, height)
     w, h = max(1, round(width * scale)), max(1, round(height * scale))
     if even:
         w, h = w - w % 2, h - h % 2
     if min(w, h) < MIN_SIDE:
         raise VideoError(f"frames of {width}x{height} are {w}x{h} at size {size}; at least {MIN_SIDE} px a side is needed")
+    if w * h > MAX_PIXELS:
+        raise VideoError(f"frames of {width}x{height} would be {w}x{h} at size {size}, over the limit of {MAX_PIXELS:,} pixels")
     return w, h
 
 
@@ -446,6 +452,28 @@ def _reason(error: Exception) -> str:
     return text.splitlines()[0] if text else "no frames"
 
 
+def check_frames(path: str | os.PathLike[str], count: int, size: tuple[int, int]) -> None:
+    """Decode the first ``count`` frames of a video file or folder of frames and check that each is
+    ``size`` (width, height), frame 1's: a corrupt frame, or one of another size, is then found
+    before the first frame is stylised rather than after the frames before it. Costs one decoding
+    of the clip, small beside stylising it (one optimisation per frame).
+
+    Raises:
+        VideoError: naming the frame (and, in a folder, its file), one line.
+    """
+    frames, number = iter_frames(path), 0
+    try:
+        for number, frame in enumerate(itertools.islice(frames, count), start=1):
+            if (frame.shape[1], frame.shape[0]) != size:
+                raise _size_error(number, (frame.shape[1], frame.shape[0]), size)
+    except VideoError:
+        raise
+    except (ImageError, OSError, RuntimeError, ValueError) as error:
+        raise VideoError(f"frame {number + 1} of {path} cannot be decoded ({_reason(error)})") from None
+    finally:
+        frames.close()
+
+
 def iter_frames(path: str | os.PathLike[str]) -> Iterator[np.ndarray]:
     """The frames of a video file or folder of frames, one at a time, as (H,W,3) uint8 RGB."""
     path = Path(path)
@@ -482,14 +510,15 @@ def output_kind(path: str | os.PathLike[str]) -> str:
 
 
 def check_output(path: str | os.PathLike[str]) -> str:
-    """:func:`output_kind` after checking that ``path`` can be written (its folder exists; a folder
-    of frames must be new or empty)."""
+    """:func:`output_kind` after checking that ``path`` can be written (its folder exists and a file
+    can be created there; a folder of frames must be new or empty)."""
     path = Path(path)
     kind = output_kind(path)
     if not path.parent.is_dir():
         raise VideoError(f"cannot write {path}: folder {path.parent} does not exist")
     if kind == "folder" and path.is_dir() and any(path.iterdir()):
         raise VideoError(f"cannot write frames into {path}: the folder is not empty")
+    check_writable(path.parent)  # where the temporary file or folder goes
     return kind
 
 
@@ -534,13 +563,17 @@ class VideoWriter:
 
     def __enter__(self) -> VideoWriter:
         self._tmp = self._files.enter_context((atomic_dir if self.kind == "folder" else atomic_path)(self.path))
-        if self.kind in ("mp4", "webm"):
-            quality = {"mp4": ["-crf", "18"], "webm": ["-crf", "30", "-b:v", "0"]}[self.kind]
-            self._ffmpeg = imageio_ffmpeg.write_frames(
-                str(self._tmp), self.size, fps=self.fps, codec="libx264" if self.kind == "mp4" else "libvpx-vp9",
-                quality=None, macro_block_size=1, output_params=[*quality, "-f", self.kind], ffmpeg_log_level="error",
-            )  # fmt: skip
-            self._ffmpeg.send(None)
+        try:
+            if self.kind in ("mp4", "webm"):
+                quality = {"mp4": ["-crf", "18"], "webm": ["-crf", "30", "-b:v", "0"]}[self.kind]
+                self._ffmpeg = imageio_ffmpeg.write_frames(
+                    str(self._tmp), self.size, fps=self.fps, codec="libx264" if self.kind == "mp4" else "libvpx-vp9",
+                    quality=None, macro_block_size=1, output_params=[*quality, "-f", self.kind], ffmpeg_log_level="error",
+                )  # fmt: skip
+                self._ffmpeg.send(None)
+        except BaseException as error:  # __exit__ will not run: remove the temporary file here (SIGTERM while ffmpeg starts)
+            self.__exit__(type(error), error, error.__traceback__)
+            raise
         return self
 
     def append(self, frame: np.ndarray) -> None:
@@ -674,8 +707,10 @@ def stylise_video(
 ) -> VideoResult:
     """Stylise a video file or folder of frames into ``output`` (see the module docstring).
 
-    The input is probed and the output path and memory checked before anything is written. A
-    progress bar runs over frames. Ctrl-C keeps the finished frames: ``output`` then holds a
+    Before anything is written or the model loaded: the input is probed, the output path checked
+    (its folder writable, and not the input or the style however spelled), the memory checked from
+    the sizes alone, and every frame decoded once and checked for its size (:func:`check_frames`).
+    A progress bar runs over frames. Ctrl-C keeps the finished frames: ``output`` then holds a
     playable shorter video and ``interrupted`` is set (none is written if no frame was finished).
 
     Args:
@@ -689,20 +724,24 @@ def stylise_video(
     """
     info = probe(source, fps)
     kind = check_output(output)
+    inputs = [("the input", source), *([("the style image", style)] if isinstance(style, (str, os.PathLike)) else [])]
+    check_outputs([("the output", output)], inputs)
     total = info.frames if max_frames is None else min(info.frames, max_frames)
     wh = frame_size(info.width, info.height, size, even=kind in ("mp4", "webm"))
     network, _ = pop_legacy(options, network, options.get("seed"), "stylise_video")  # type: ignore[arg-type]
     run_device = network.device if isinstance(network, FeatureNetwork) else default_device(device)
-    style_image = load_image(style, options.get("style_size") or max(wh))  # type: ignore[arg-type]
+    style_side = options.get("style_size") or max(wh)
     seed = options.pop("seed", None)
-    if check_memory:  # before the weights are loaded (or downloaded): the networks' descriptions
+    if check_memory:  # from the headers and the networks' descriptions: before the style or a frame is resized, or a network loaded
         nets = described(network, seed), None if style_network is None else described(style_network, seed)  # type: ignore[arg-type]
         settings = {k: options[k] for k in ("optimizer", "history_size") if k in options}
-        check_fits(total, wh, style_image.size, kind, run_device,
+        check_fits(total, wh, resized_size(image_size(style), style_side), kind, run_device,  # type: ignore[arg-type]
                    content_layers=options.get("content_layers") or nets[0].content_layers,  # type: ignore[arg-type]
                    style_layers=list(options.get("style_layers") or (nets[1] or nets[0]).style_layers),  # type: ignore[call-overload]
                    network=nets[0], style_network=nets[1], tv=options.get("tv_weight") != 0,
                    precision=getattr(options.get("speed"), "precision", "fp32"), **settings)  # fmt: skip
+    style_image = load_image(style, style_side)  # type: ignore[arg-type]
+    check_frames(source, total, (info.width, info.height))  # a bad frame is found before the first is stylised
     model, style_model = load_networks(network, style_network, run_device, seed)  # type: ignore[arg-type]
     frames = itertools.islice(iter_frames(source), total)
     flicker: list[float] = []

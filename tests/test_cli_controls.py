@@ -95,7 +95,7 @@ BAD = [
       "--style-mask", "style_bottom.png"], "content mask 1 is 32x32 pixels but its image is 34x40"),  # fmt: skip
     (["--content-mask", "missing.png", "--style-mask", "style_top.png", "--content-mask", "bottom.png",
       "--style-mask", "style_bottom.png"], "no image file at missing.png"),  # fmt: skip
-    (["--style-scale", "0"], "--style-scale: must be greater than 0"),
+    (["--style-scale", "0"], "--style-scale: must be a finite number > 0, got 0"),
     (["--style-scale", "0.5"], "style_scale 0.5 makes the style 20 px"),
     (["--style-scale", "1", "--style-size", "64"], "give style_size or style_scale, not both"),
     (["--save-every", "0"], "--save-every: must be at least 1"),
@@ -117,7 +117,7 @@ def test_bad_values_exit_2_with_one_line_and_write_nothing(
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["transfer", "dot.png", "strokes", "-o", "out.png", "--size", "64"], "image is 1x1 pixels; at least 32 px a side"),
+        (["transfer", "dot.png", "strokes", "-o", "out.png", "--size", "64"], "dot.png is 1x1 pixels; at least 32 px a side"),
         (["transfer", "grace_hopper", "-o", "out.png"], "expected CONTENT and at least one STYLE"),
     ],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -189,17 +190,27 @@ def test_the_command_writes_distances_neighbours_and_maps_and_names_the_bad_file
     assert "3 images (0 computed, 3 from the cache), 1 skipped" in capsys.readouterr().out
 
 
-def test_too_few_readable_images_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_too_few_readable_images_is_exit_2_and_leaves_no_cache_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _image(tmp_path / "a.png", 1)
     out = tmp_path / "out"  # inside the collection: its map.png must not join it
     out.mkdir()
     for k in range(3):
         _image(out / f"map{k}.png", k)
     (tmp_path / "broken.jpg").write_bytes(b"")
-    assert main(["style-space", str(tmp_path), "-o", str(out), "--weights", "random", "--size", "40", "--workers", "0"]) == 2
+    options = ["--weights", "random", "--size", "40", "--workers", "0"]
+    assert main(["style-space", str(tmp_path), "-o", str(out), *options]) == 2
+    assert f"needs at least 3 readable images; {tmp_path} has 2 image files" in capsys.readouterr().err  # counted up front
+    maps = ["map0.png", "map1.png", "map2.png"]
+    assert sorted(p.name for p in out.iterdir()) == maps  # nothing created
+    (tmp_path / "b.jpg").write_bytes(b"\xff\xd8 not a JPEG")  # three image files, two found unreadable by decoding them
+    assert main(["style-space", str(tmp_path), "-o", str(out), *options]) == 2
     err = capsys.readouterr().err
-    assert "skipped: broken.jpg" in err and "needs at least 3 readable images" in err
-    assert sorted(p.name for p in out.iterdir()) == ["descriptors", "map0.png", "map1.png", "map2.png"]  # no result written
+    assert "skipped: broken.jpg" in err and f"needs at least 3 readable images; {tmp_path} has 1\n" in err
+    assert sorted(p.name for p in out.iterdir()) == maps  # the descriptors/ it made is gone, no result written
+    shutil.rmtree(out)  # its images would join the collection now
+    fresh = tmp_path.with_name(tmp_path.name + "_space")
+    assert main(["style-space", str(tmp_path), "-o", str(fresh), *options]) == 2
+    assert not fresh.exists()  # so is an OUT it made
     assert main(["style-space", str(tmp_path / "missing"), "-o", str(out), "--weights", "random"]) == 2
     assert "no folder at" in capsys.readouterr().err
     assert main(["style-space", str(tmp_path), "-o", str(tmp_path / "nodir" / "ss"), "--weights", "random"]) == 2

@@ -243,7 +243,7 @@ BAD = [
     ("clip.gif", "full", [], "the folder is not empty"),
     ("clip.gif", "nowhere/out.gif", [], "does not exist"),
     ("clip.gif", "out.gif", ["--temporal-weight", "-1"], "--temporal-weight: must be a finite number >= 0"),
-    ("clip.gif", "out.gif", ["--fps", "0"], "--fps: must be greater than 0"),
+    ("clip.gif", "out.gif", ["--fps", "0"], "--fps: must be a finite number > 0, got 0"),
 ]
 
 

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from nst_lessons.arguments import non_negative
+from nst_lessons.files import same_file
 from nst_lessons.grading.cases import ASSIGNMENTS, HIDDEN_CASES_ENV, HIDDEN_SEED, hidden_cases, hidden_cases_from_json
 from nst_lessons.grading.confine import MEMORY_LIMIT, student_user
 from nst_lessons.grading.grader import Limits, find_submissions, grade_folder, grade_notebook, write_results
@@ -49,17 +50,9 @@ def _gibibytes(text: str) -> int:
     return int(value * 2**30)
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name the same file, however spelled (relative, through links, hard links)."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:  # one does not exist (yet): compare where they lead
-        return os.path.realpath(a) == os.path.realpath(b)
-
-
 def _inside(path: Path, folder: Path) -> bool:
     """Whether ``path`` is ``folder`` or lies under it, once both are resolved."""
-    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder)) or _same_file(path, folder)
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder)) or same_file(path, folder)
 
 
 def _output_clash(submission: Path, outputs: dict[str, Path]) -> str | None:
@@ -68,7 +61,7 @@ def _output_clash(submission: Path, outputs: dict[str, Path]) -> str | None:
     for option, path in outputs.items():
         if submission.is_dir() and _inside(path, submission):
             return f"{option} {path} is inside the folder of submissions {submission}; name a place outside it"
-        if not submission.is_dir() and _same_file(path, submission):
+        if not submission.is_dir() and same_file(path, submission):
             return f"{option} {path} is the submission {submission} itself; name another file"
     return None
 
