@@ -591,8 +591,10 @@ def plan(
     style_frames, style_read = _header_frames(style, sample_rate)
     if content is not None:
         out_frames, content_read = _header_frames(content, sample_rate)
+    elif seconds is None:  # a texture as long as its style
+        out_frames, content_read = style_frames, 0
     else:
-        out_frames, content_read = frames(round(float(seconds or 0) * sample_rate)), 0
+        out_frames, content_read = frames(round(seconds * sample_rate)), 0
     channels = N_FFT // 2 + 1
     flops = evaluation_flops(max(out_frames, WIDTH), filters, channels, WIDTH, content=content is not None)
     memory = estimate_memory(out_frames, style_frames, filters, channels, history_size, read_samples=max(style_read, content_read))
