@@ -59,6 +59,9 @@ def test_output_keeps_the_contents_length_at_the_asked_rate(tmp_path: Path) -> N
     assert info.samplerate == 16_000 and info.frames == round(1.3 * 16_000) and info.channels == 1
     peak = np.abs(soundfile.read(str(out))[0]).max()
     assert audio.PEAK - 1e-4 < peak < 1.0, "peak-normalised below full scale"
+    assert cli.main(["texture", str(style), "-o", str(out.with_suffix(".flac")), *argv[5:]]) == 0
+    info = soundfile.info(str(out.with_suffix(".flac")))
+    assert (info.samplerate, info.frames, info.format) == (16_000, 16_000, "FLAC"), "a texture lasts as long as its style"
 
 
 def test_steady_tones_come_out_at_their_frequencies() -> None:
