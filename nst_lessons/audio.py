@@ -490,9 +490,11 @@ def check_fits(
     )
 
 
-def measure_rate(network: RandomConv1d, frames: int = 64) -> float:
+def measure_rate(network: RandomConv1d, frames: int = 128) -> float:
     """FLOP/s of this device on this network: one timed evaluation (L and dL/dX, Gram included)
-    on ``frames`` frames of noise, after one untimed warm-up; a fraction of a second."""
+    on ``frames`` frames of noise, after one untimed warm-up, about 2% of a default run's work.
+    Shorter probes run at a lower rate than a whole clip does (at 64 frames, a third of it on
+    the 2-core test machine), so the estimate errs long."""
     x = torch.randn(1, network.channels, frames, device=network.weight.device).requires_grad_(True)
     F_ = network(x.detach())
     objective = SoundObjective(network, losses.gram_matrix(F_).detach() * 0.5, None, 0.0, 1.0)
@@ -693,7 +695,7 @@ def sound_transfer(
     style_X, content_X = spectrogram(style_y), None if content_y is None else spectrogram(content_y)
     T = frames(samples)
     network = RandomConv1d(style_X.shape[0], filters, WIDTH, seed, device)
-    rate = measure_rate(network)
+    rate = measure_rate(network, min(T, 128))
     cost = plan(content_y, style_y, seconds=samples / sample_rate, filters=filters, iterations=iterations, history_size=history_size)
     if announce:
         print(f"cost: {cost.describe(rate, device)}", flush=True)
