@@ -10,6 +10,7 @@
     nst-lessons examples                                      list the example images and sounds
     nst-lessons grade SUBMISSION.ipynb --results results.json grade an exercise notebook
     nst-lessons release [COURSE]                              write the student notebooks
+    nst-lessons book -o SITE [--fast]                         the lessons, executed, as a web site
 
 Bad input ends with one line on stderr, exit status 2, and no output file.
 """
@@ -29,6 +30,7 @@ from nst_lessons import __version__
 from nst_lessons.arguments import add_loss_weight_arguments, add_network_arguments, int_at_least, non_negative, positive
 from nst_lessons.audio import add_audio_parser, add_texture_parser
 from nst_lessons.batch import is_batch_output, resolve_content, run_batch_command
+from nst_lessons.book import add_book_parser
 from nst_lessons.color import COLOR_MODES
 from nst_lessons.data import CLASSICS, EXAMPLES, OFFLINE, SOUNDS, images_home, resolve_image, sounds_home
 from nst_lessons.grading.cli import add_grade_parser, add_release_parser
@@ -273,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_release_parser(subparsers)
     add_style_space_parser(subparsers)
     add_video_parser(subparsers)
+    add_book_parser(subparsers)
     add_audio_parser(subparsers)
     add_texture_parser(subparsers)
     return parser

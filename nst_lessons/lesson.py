@@ -155,6 +155,13 @@ def is_random(model: VGG19) -> bool:
     return model.weights == "random"
 
 
+def _real_weights_advice() -> str:
+    """How to get the real weights from here: fast mode never loads them, whatever the network."""
+    if fast_mode():
+        return f"Unset {FAST_ENV} and rerun, with internet access the first time, for the real weights."
+    return "Rerun with internet access to download the real weights once."
+
+
 def random_weights_banner(reason: str = "") -> None:
     """Show, in red, that the images that follow come from an untrained network.
 
@@ -164,7 +171,7 @@ def random_weights_banner(reason: str = "") -> None:
         "RANDOM WEIGHTS: this VGG-19 is untrained"
         + (f" ({reason})" if reason else "")
         + ". The images below show the mechanics only and do NOT look like what neural style "
-        "transfer produces. Rerun with internet access to download the real weights once."
+        f"transfer produces. {_real_weights_advice()}"
     )
     try:
         from IPython import get_ipython

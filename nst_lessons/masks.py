@@ -10,9 +10,15 @@ Gram is divided by the region's area sum_k T_r^l[k] instead of by all M_l positi
 
 so a region asks for the same correlations per position as a whole image would: an all-ones mask
 gives exactly the unmasked Gram, and regions that partition the image have Grams whose
-area-weighted sum is the whole image's, sum_r (sum_k T_r^l[k] / M_l) G_r^l = G^l. (Each position
-is weighted by T, not T^2 as multiplying the feature maps by T would give; the two agree on binary
-masks.) The style loss sums over regions: L_style = sum_r sum_l w_l E_l,r.
+area-weighted sum is the whole image's, sum_r (sum_k T_r^l[k] / M_l) G_r^l = G^l. The style loss
+sums over regions: L_style = sum_r sum_l w_l E_l,r.
+
+Each position is weighted by T: that is this package's choice. Gatys et al. (2017, eq. 8, and their
+code, NeuralImageSynthesis' ``gram_matrix_guided``) multiply the feature maps by the guide,
+F ∘ T, which weights each position by T^2, and normalise the guide so that sum_k T^2 = M_l:
+G_r^l = F^l diag(T_r^l)^2 (F^l)^T * M_l / sum_k T_r^l[k]^2 (``area_weights(T, power=2)``). The two
+agree on binary masks; on soft boundaries T^2 gives a boundary position less weight, and the
+weights of regions that partition the image no longer add up to 1 there.
 
 Carrying a mask down: the convolutions (3x3, padding 1) keep the grid, and at each of VGG-19's
 2x2 poolings the mask is *average*-pooled in the same 2x2 windows (cropping an odd last row or
@@ -129,20 +135,27 @@ def check_covers(T: Tensor, what: str = "mask") -> None:
         raise ImageError(f"{what} covers nothing of a {T.shape[-2]}x{T.shape[-1]} feature map; draw a larger region")
 
 
-def area_weights(T: Tensor, what: str = "mask") -> Tensor:
-    """sqrt(T * M / sum T), M = H W: the multiplier that turns F into the region's features, so that
-    G(F ∘ area_weights(T)) = F diag(T) F^T * M / sum T. An all-ones T gives exactly ones.
+def area_weights(T: Tensor, what: str = "mask", power: int = 1) -> Tensor:
+    """sqrt(T^p * M / sum T^p), M = H W: the multiplier that turns F into the region's features, so
+    that G(F ∘ area_weights(T)) = F diag(T)^p F^T * M / sum T^p. An all-ones T gives exactly ones.
+
+    ``power=1`` (the package's guided Gram) weights each position by T; ``power=2`` is Gatys et
+    al.'s (2017) form, the feature maps multiplied by T (T * sqrt(M / sum T^2)).
 
     Made once per run (the check reads a value back from the device).
 
     Args:
         T: (B,1,H,W), a mask carried down to a layer's grid (:func:`layer_masks`).
+        power: 1 or 2.
 
     Returns:
         (B,1,H,W).
     """
+    if power not in (1, 2):
+        raise ValueError(f"power must be 1 or 2, got {power!r}")
     check_covers(T, what)
-    return (T * (T.shape[-2] * T.shape[-1] / T.sum())).sqrt()
+    weighted = T if power == 1 else T * T
+    return (weighted * (T.shape[-2] * T.shape[-1] / weighted.sum())).sqrt()
 
 
 __all__ = ["FAINT", "area_weights", "check_covers", "layer_masks", "load_mask"]

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
@@ -91,19 +92,29 @@ def _panels(nrows: int, ncols: int, width: float, height: float) -> tuple[Figure
     return plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False, layout="constrained")
 
 
-def _show(ax: Axes, image: ImageInput, title: str | None = None, cmap: str = "gray", centered: bool = False) -> None:
+def _show(
+    ax: Axes,
+    image: ImageInput,
+    title: str | None = None,
+    cmap: str = "gray",
+    centered: bool = False,
+    value_range: tuple[float, float] | None = None,
+) -> AxesImage:
     a = to_array(image)
     limits = {}
-    if a.ndim == 2 and centered:  # a diverging colour map with 0 in the middle
+    if a.ndim == 2 and value_range is not None:
+        limits = {"vmin": value_range[0], "vmax": value_range[1]}
+    elif a.ndim == 2 and centered:  # a diverging colour map with 0 in the middle
         bound = max(float(np.abs(a).max()), 1e-300)
         limits = {"vmin": -bound, "vmax": bound}
     # Small images are shown as their pixels, not blurred by resampling.
     interpolation = "nearest" if max(a.shape[:2]) < 128 else None
-    ax.imshow(a, cmap=cmap if a.ndim == 2 else None, interpolation=interpolation, **limits)
+    shown = ax.imshow(a, cmap=cmap if a.ndim == 2 else None, interpolation=interpolation, **limits)
     ax.set_xticks([])
     ax.set_yticks([])
     if title:
         ax.set_title(title, fontsize="medium")
+    return shown
 
 
 def show_images(
@@ -115,12 +126,14 @@ def show_images(
     title: str | None = None,
     cmap: str = "gray",
     centered: bool = False,
+    value_range: tuple[float, float] | None = None,
     random_weights: bool = False,
 ) -> Figure:
     """Images side by side (``ncols`` per row, default all in one row), each with its title.
 
     Single-channel (H,W) arrays are drawn with ``cmap``, each scaled to its own range, or to
-    [-max|a|, max|a|] with ``centered`` (for signed maps and a diverging ``cmap``).
+    [-max|a|, max|a|] with ``centered`` (for signed maps and a diverging ``cmap``), or, with
+    ``value_range=(low, high)``, all to that one range, with a colour bar beside each such panel.
     """
     if not images:
         raise ValueError("no images to show")
@@ -129,7 +142,9 @@ def show_images(
     fig, axes = _panels(nrows, ncols, size * ncols, size * nrows + 0.6)
     for i, ax in enumerate(axes.flat):
         if i < len(images):
-            _show(ax, images[i], titles[i] if titles else None, cmap, centered)
+            shown = _show(ax, images[i], titles[i] if titles else None, cmap, centered, value_range)
+            if value_range is not None and shown.get_array().ndim == 2:
+                fig.colorbar(shown, ax=ax, shrink=0.8)
         else:
             ax.axis("off")
     return _finish(fig, title, random_weights)

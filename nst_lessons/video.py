@@ -52,7 +52,7 @@ import os
 import re
 import sys
 import warnings
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,7 +132,9 @@ def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     return cv2.remap(image, grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def consistency_weights(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
+def consistency_weights(
+    forward: np.ndarray, backward: np.ndarray, warp_with: Callable[[np.ndarray, np.ndarray], np.ndarray] = warp
+) -> np.ndarray:
     """Ruder et al.'s per-pixel weights c of frame i: 0 where the flow is not trusted, 1 elsewhere.
 
     With w = ``forward`` (frame i-1 to i), ŵ = ``backward`` (frame i to i-1), w̃(p) = w(p + ŵ(p)):
@@ -141,12 +143,14 @@ def consistency_weights(forward: np.ndarray, backward: np.ndarray) -> np.ndarray
 
     Args:
         forward, backward: (H,W,2) float32 flows in pixels.
+        warp_with: the backward warp that gives w̃: :func:`warp` (OpenCV), or the exact bilinear
+            :func:`nst_lessons.scratch.warping.warp` (the ``nst_video`` exercises' reference).
 
     Returns:
         c, (H,W) float32 of 0s and 1s.
     """
     h, w = backward.shape[:2]
-    w_tilde = warp(forward, backward)
+    w_tilde = warp_with(forward, backward)
     sq = lambda f: (f**2).sum(-1)  # noqa: E731
     disoccluded = sq(w_tilde + backward) > 0.01 * (sq(w_tilde) + sq(backward)) + 0.5
     du_dy, du_dx = np.gradient(backward[..., 0])

@@ -181,6 +181,21 @@ def test_grey_masks_are_soft_weights_and_a_mask_is_resized_to_its_image() -> Non
     assert torch.equal(area_weights(torch.ones(1, 1, 5, 7)), torch.ones(1, 1, 5, 7))
 
 
+def test_guided_grams_weight_by_T_or_by_T_squared_as_gatys_code_does() -> None:
+    gen = torch.Generator().manual_seed(3)
+    F, T = torch.randn(1, 4, 5, 7, generator=gen, dtype=torch.float64), torch.rand(1, 1, 5, 7, generator=gen, dtype=torch.float64)
+    F_nm, t = F.flatten(2)[0], T.flatten()
+    ours = F_nm @ torch.diag(t) @ F_nm.T * 35 / t.sum()
+    gatys = (F_nm * t) @ (F_nm * t).T * 35 / (t * t).sum()  # the feature maps times the guide, sum T^2 = M
+    torch.testing.assert_close(losses.gram_matrix(F * area_weights(T))[0], ours)
+    torch.testing.assert_close(losses.gram_matrix(F * area_weights(T, power=2))[0], gatys)
+    assert not torch.allclose(ours, gatys)  # a soft mask tells them apart
+    binary = (T > 0.5).double()
+    torch.testing.assert_close(area_weights(binary, power=2), area_weights(binary))  # a binary one does not
+    with pytest.raises(ValueError, match="power must be 1 or 2"):
+        area_weights(T, power=3)
+
+
 def test_a_masks_overall_scale_cancels_and_a_faint_mask_is_warned_about(random_model, photo, paintings) -> None:  # noqa: ANN001
     x = (photo + 0.05 * torch.rand(photo.shape, generator=torch.Generator().manual_seed(2))).requires_grad_(True)
     with pytest.warns(UserWarning, match="content mask 1 is at most 0.00392: .* full style weight"):

@@ -91,6 +91,7 @@ def test_fast_mode_loads_random_weights_without_network(
     assert lesson.load_model() is model and asked == ["random"]  # cached
     out = capsys.readouterr().out
     assert out.count("RANDOM WEIGHTS") == 2 and "fast test mode" in out  # a banner at every call
+    assert f"Unset {lesson.FAST_ENV}" in out and "Rerun with internet" not in out  # internet does not help here
 
 
 def test_offline_falls_back_to_random_weights_with_the_reason(
@@ -107,7 +108,8 @@ def test_offline_falls_back_to_random_weights_with_the_reason(
     monkeypatch.setattr(lesson, "load_vgg19", offline)
     model = lesson.load_model(pooling="avg", device="cpu")
     assert lesson.is_random(model) and model.pooling == "avg"
-    assert "RANDOM WEIGHTS" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "RANDOM WEIGHTS" in out and "Rerun with internet access" in out
     lesson.load_model(pooling="avg", device="cpu")
     assert "no network" in capsys.readouterr().out  # the cached model keeps its reason
 

@@ -5,7 +5,8 @@ becomes BEL + "lpha", ``"\\beta"`` backspace + "eta", ``"\\times"`` a tab, and `
 ``"\\frac"``, ``"\\nabla"`` a line break followed by "ec", "rac", "abla". The cells of every
 notebook under notebooks/ (the lessons and the exercises, including notebooks added later) are
 checked for both, and each ``$...$`` and ``$$...$$`` is parsed with matplotlib's mathtext, after
-translating the few MathJax commands mathtext lacks (:data:`MATHJAX_TO_MATHTEXT`).
+translating the few MathJax commands mathtext lacks (:data:`nst_lessons.book.MATHJAX_TO_MATHTEXT`,
+which the web site of ``nst-lessons book`` typesets its formulas with).
 """
 
 from __future__ import annotations
@@ -19,30 +20,14 @@ import nbformat
 import pytest
 from matplotlib.mathtext import MathTextParser
 
+from nst_lessons.book import CODE_PATTERN, MATH_PATTERN, to_mathtext
+
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = sorted(p for p in NOTEBOOKS_DIR.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
-
-MATHJAX_TO_MATHTEXT: tuple[tuple[str, str], ...] = (
-    (r"\\[dt]?frac\s*([0-9A-Za-z])([0-9A-Za-z])", r"\\frac{\1}{\2}"),  # \frac12 -> \frac{1}{2}
-    (r"\\[dt]frac(?![A-Za-z])", r"\\frac"),
-    (r"\\sqrt\s*([0-9A-Za-z])", r"\\sqrt{\1}"),  # \sqrt2 -> \sqrt{2}
-    (r"\\le(?![A-Za-z])", r"\\leq"),
-    (r"\\ge(?![A-Za-z])", r"\\geq"),
-    (r"\\[lr]Vert(?![A-Za-z])", r"\\Vert"),
-    (r"\\[Bb]igg?[lr]?(?![A-Za-z])", ""),  # delimiter sizes
-    (r"\\texttt(?![A-Za-z])", r"\\mathtt"),
-    (r"\\boxed(?![A-Za-z])", ""),
-    (r"\\(begin|end)\{cases\}", ""),
-    (r"\\\\", r"\\quad "),  # a line break (in cases)
-    (r"&", " "),  # a column separator (in cases)
-)
-"""(pattern, replacement) pairs, applied in order, that turn MathJax-only notation into mathtext."""
 
 # What a line break eats of a command: "\v" (vec, varepsilon, ...), "\f" (frac, forall) and "\n"
 # (nabla, neq, newline) all end a line when written without a raw string.
 _EATEN = re.compile(r"\n[ \t]*(ec|ar(epsilon|phi|theta|rho)|dots|rac|orall|abla|eq|ewline)(?![A-Za-z])")
-_CODE = re.compile(r"```.*?```|`[^`\n]*`", re.S)
-_MATH = re.compile(r"(?<![\\$])\$\$(.+?)\$\$|(?<![\\$])\$(?!\$)(.+?)(?<![\\$])\$", re.S)
 
 
 @lru_cache(maxsize=1)
@@ -57,8 +42,8 @@ def control_characters(text: str) -> list[str]:
 
 def formulas(markdown: str) -> list[str]:
     """The contents of every ``$...$`` and ``$$...$$`` in ``markdown``, outside code spans."""
-    text = _CODE.sub("", markdown)
-    return [m.group(1) or m.group(2) for m in _MATH.finditer(text)]
+    text = CODE_PATTERN.sub("", markdown)
+    return [m.group(1) or m.group(2) for m in MATH_PATTERN.finditer(text)]
 
 
 def formula_problem(formula: str) -> str | None:
@@ -68,11 +53,8 @@ def formula_problem(formula: str) -> str | None:
         return f"a line starts with {eaten.group(1)!r}: a command lost its backslash to a line break"
     if bad := control_characters(formula):
         return f"control characters {', '.join(bad)}"
-    tex = formula.replace("\n", " ")
-    for pattern, replacement in MATHJAX_TO_MATHTEXT:
-        tex = re.sub(pattern, replacement, tex)
     try:
-        _parser().parse(f"${tex}$")
+        _parser().parse(f"${to_mathtext(formula)}$")
     except ValueError as error:
         return f"mathtext cannot parse it: {str(error).splitlines()[-1]}"
     return None

@@ -211,3 +211,12 @@ def test_distance_heatmap_and_embedding_plot() -> None:
     assert sum(type(a).__name__ == "AnnotationBbox" for a in maps.axes[0].artists) == 3
     assert [t.get_text() for t in maps.axes[0].texts] == labels
     assert not plotting.embedding_plot({"x": X}, labels).axes[0].artists  # dots only
+
+
+def test_show_images_with_a_value_range_shares_it_and_adds_colour_bars() -> None:
+    maps = [np.full((4, 4), 0.25), np.linspace(0, 0.5, 16).reshape(4, 4)]
+    fig = plotting.show_images([*maps, np.zeros((4, 4, 3))], value_range=(0.0, 1.0))
+    shown = [ax.images[0] for ax in fig.axes if ax.images]
+    assert [im.get_clim() for im in shown[:2]] == [(0.0, 1.0), (0.0, 1.0)]
+    assert len(fig.axes) == 3 + 2  # a colour bar for each single-channel panel, none for the RGB one
+    plt.close(fig)

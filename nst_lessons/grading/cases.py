@@ -33,7 +33,29 @@ EXERCISES: tuple[str, ...] = (
     "conv2d_backward",
     "make_closure",
 )
-"""The exercises, in notebook order; each is a function of this name defined in an answer cell."""
+"""The exercises of ``nst_gradients``, in notebook order; each is a function of this name defined in
+an answer cell."""
+
+CONTROLS_EXERCISES: tuple[str, ...] = (
+    "rgb_to_yiq",
+    "yiq_to_rgb",
+    "match_luminance",
+    "match_color_cholesky",
+    "match_color_pca",
+    "guided_gram",
+)
+VIDEO_EXERCISES: tuple[str, ...] = ("warp", "consistency_weights", "temporal_loss")
+
+ASSIGNMENTS: dict[str, tuple[str, ...]] = {
+    "nst_gradients": EXERCISES,
+    "nst_controls": CONTROLS_EXERCISES,
+    "nst_video": VIDEO_EXERCISES,
+}
+"""Each assignment (its folder under ``source/`` and ``release/``) and its exercises, in notebook
+order. An exercise's name belongs to one assignment only."""
+
+DEFAULT_ASSIGNMENT = "nst_gradients"
+ALL_EXERCISES: tuple[str, ...] = tuple(name for names in ASSIGNMENTS.values() for name in names)
 
 PUBLIC_SEED = 0
 HIDDEN_SEED = 2015
@@ -136,6 +158,90 @@ def _closure(rng: np.random.Generator, spec: tuple[int, int, tuple[str, ...], tu
     return Case(args, label, extra={"points": (x0, x1)})
 
 
+# --------------------------------------------------------------------------- nst_controls inputs
+
+
+def _rgb(rng: np.random.Generator, shape: tuple[int, int]) -> Case:
+    H, W = shape
+    return Case({"x": rng.uniform(size=(3, H, W))}, f"an RGB image x of shape {(3, H, W)}")
+
+
+def _yiq(rng: np.random.Generator, shape: tuple[int, int]) -> Case:
+    H, W = shape
+    # Y in [0, 1], I and Q in about the range RGB colours give them
+    yiq = rng.uniform(size=(3, H, W)) * np.array([1.0, 1.2, 1.0])[:, None, None] - np.array([0.0, 0.6, 0.5])[:, None, None]
+    return Case({"x": yiq}, f"a YIQ image x of shape {(3, H, W)}")
+
+
+def _luminances(rng: np.random.Generator, shape: tuple[int, int, int, int]) -> Case:
+    H_S, W_S, H_C, W_C = shape
+    L_S = rng.uniform(size=(H_S, W_S)) ** 2  # a dark painting
+    L_C = 0.3 + 0.5 * rng.uniform(size=(H_C, W_C))
+    return Case({"L_S": L_S, "L_C": L_C}, f"L_S of shape {(H_S, W_S)} and L_C of shape {(H_C, W_C)}")
+
+
+def _colourful(rng: np.random.Generator, H: int, W: int) -> np.ndarray:
+    """An image (3, H, W) whose colours are correlated, as a painting's or a photo's are."""
+    mix = np.eye(3) + 0.6 * rng.standard_normal((3, 3))
+    pixels = mix @ rng.standard_normal((3, H * W))
+    return (0.5 + 0.15 * pixels + 0.1 * rng.uniform(size=(3, 1))).reshape(3, H, W)
+
+
+def _color_pair(rng: np.random.Generator, shape: tuple[int, int, int, int]) -> Case:
+    H_S, W_S, H_C, W_C = shape
+    source, target = _colourful(rng, H_S, W_S), _colourful(rng, H_C, W_C)
+    return Case({"source": source, "target": target}, f"source of shape {(3, H_S, W_S)} and target of shape {(3, H_C, W_C)}")
+
+
+def _guided(rng: np.random.Generator, shape: tuple[int, int, int]) -> Case:
+    N, H, W = shape
+    T = rng.uniform(size=(H, W))
+    T[0, 0] = 1.0  # never all but empty
+    return Case({"F": rng.standard_normal(shape), "T": T}, f"F of shape {shape} and a soft mask T of shape {(H, W)}")
+
+
+# --------------------------------------------------------------------------- nst_video inputs
+
+
+def smooth_flow(rng: np.random.Generator, H: int, W: int, shift: float = 1.5, wave: float = 1.5, cycles: float = 2.0) -> np.ndarray:
+    """A smooth random flow (H, W, 2) in pixels: a translation of up to ``shift`` pixels plus a wave
+    of amplitude ``wave`` pixels and up to ``cycles`` periods across the image."""
+    y, x = np.mgrid[0:H, 0:W] / max(H, W)
+    flow = np.empty((H, W, 2))
+    for axis in range(2):
+        phase, freq = rng.uniform(0, 2 * np.pi, size=2), rng.uniform(cycles / 2, cycles, size=2)
+        wavy = np.sin(2 * np.pi * freq[0] * x + phase[0]) * np.cos(2 * np.pi * freq[1] * y + phase[1])
+        flow[..., axis] = rng.uniform(-shift, shift) + wave * wavy
+    return flow
+
+
+def _warp_case(rng: np.random.Generator, shape: tuple[int, int, int]) -> Case:
+    H, W, C = shape
+    image = 0.05 + 0.95 * rng.uniform(size=(H, W, C))  # no zeros: a pixel left at 0 is a hole
+    return Case({"image": image, "flow": smooth_flow(rng, H, W)}, f"an image of shape {shape} and a flow of shape {(H, W, 2)}")
+
+
+def _flow_pair(rng: np.random.Generator, shape: tuple[int, int]) -> Case:
+    """Forward and backward flows that agree on a smooth background and disagree where an object
+    moved: a block with its own motion (motion boundaries), a region the forward flow does not
+    explain (a disocclusion), and a flow that leaves the frame near its border."""
+    H, W = shape
+    backward = smooth_flow(rng, H, W, shift=2.0, wave=0.1, cycles=0.5)  # smooth enough to pass the boundary test
+    top, left = rng.integers(0, H // 2), rng.integers(0, W // 2)
+    backward[top : top + H // 3, left : left + W // 3] += rng.uniform(2, 4, size=2)
+    forward = -backward + 0.05 * rng.standard_normal((H, W, 2))
+    r, c = rng.integers(0, H - H // 4), rng.integers(0, W - W // 4)
+    forward[r : r + H // 4, c : c + W // 4] += rng.uniform(3, 6, size=2)
+    return Case({"forward": forward, "backward": backward}, f"forward and backward flows of shape {(H, W, 2)}")
+
+
+def _temporal(rng: np.random.Generator, shape: tuple[int, int]) -> Case:
+    H, W = shape
+    c = np.clip(1.4 * rng.uniform(size=(H, W)) - 0.2, 0.0, 1.0)  # soft weights, some exactly 0 or 1
+    args = {"x": rng.uniform(size=(H, W, 3)), "warped": rng.uniform(size=(H, W, 3)), "c": c}
+    return Case(args, f"x and warped of shape {(H, W, 3)} and c of shape {(H, W)}")
+
+
 # name: (make a case from an rng and a shape, public shapes, hidden shapes).  The hidden shapes
 # are deliberately unlike the public ones: non-square, N > M, a single channel, K != C.
 _MAKERS: dict[str, tuple[Callable[[np.random.Generator, Any], Case], list[Any], list[Any]]] = {
@@ -152,13 +258,28 @@ _MAKERS: dict[str, tuple[Callable[[np.random.Generator, Any], Case], list[Any], 
         [(16, 16, ("relu2_1",), ("relu1_1", "relu2_1"))],
         [(12, 20, ("relu1_2",), ("relu1_1", "relu1_2", "pool1")), (8, 8, ("relu2_2",), ("relu2_1",))],
     ),
+    "rgb_to_yiq": (_rgb, [(4, 5)], [(3, 7), (1, 6)]),
+    "yiq_to_rgb": (_yiq, [(4, 5)], [(6, 3), (2, 2)]),
+    "match_luminance": (_luminances, [(6, 5, 4, 7)], [(5, 8, 5, 8), (9, 3, 4, 4)]),
+    "match_color_cholesky": (_color_pair, [(6, 5, 4, 7)], [(8, 6, 5, 5), (4, 9, 7, 3)]),
+    "match_color_pca": (_color_pair, [(6, 5, 4, 7)], [(8, 6, 5, 5), (4, 9, 7, 3)]),
+    "guided_gram": (_guided, [(3, 4, 5)], [(5, 2, 3), (2, 6, 6), (4, 1, 7)]),
+    "warp": (_warp_case, [(12, 16, 3)], [(9, 20, 3), (16, 11, 1)]),
+    "consistency_weights": (_flow_pair, [(24, 32)], [(20, 28), (32, 24)]),
+    "temporal_loss": (_temporal, [(4, 5)], [(6, 3), (2, 7)]),
 }
+_RANKS = {
+    "rgb_to_yiq": 2, "yiq_to_rgb": 2, "match_luminance": 4, "match_color_cholesky": 4, "match_color_pca": 4,
+    "warp": 3, "consistency_weights": 2, "temporal_loss": 2, "conv2d_backward": 4,
+}  # fmt: skip
+"""The number of sizes in an extra shape, where it is not 3 (see :class:`HiddenCases`)."""
+_MIN_EXTENT = {"warp": 2, "consistency_weights": 8}  # bilinear needs two pixels; the flows' regions need room
 
 
 def make_cases(name: str, hidden: bool, seed: int = HIDDEN_SEED) -> list[Case]:
     """The public (``hidden=False``) or hidden cases of exercise ``name``; hidden ones depend on ``seed``."""
     if name not in _MAKERS:
-        raise ValueError(f"unknown exercise {name!r}; expected one of {', '.join(EXERCISES)}")
+        raise ValueError(f"unknown exercise {name!r}; expected one of {', '.join(ALL_EXERCISES)}")
     if hidden:
         return HiddenCases(seeds=(seed,)).cases(name)
     make, public, _ = _MAKERS[name]
@@ -186,7 +307,9 @@ class HiddenCases:
         seeds: one or more non-negative integers.
         extra: exercise name -> extra shapes, in the form of the shipped ones (``(C, H, W)``;
             ``(K, C, H, W)`` for ``conv2d_backward``; ``(H, W, content layers, style layers)`` for
-            ``make_closure``).
+            ``make_closure``; ``(H, W)`` for ``rgb_to_yiq``, ``yiq_to_rgb``, ``consistency_weights``
+            and ``temporal_loss``; ``(H_S, W_S, H_C, W_C)`` for ``match_luminance`` and the two
+            ``match_color_*``; ``(N, H, W)`` for ``guided_gram``; ``(H, W, C)`` for ``warp``).
     """
 
     seeds: tuple[int, ...] = (HIDDEN_SEED,)
@@ -195,7 +318,7 @@ class HiddenCases:
     def cases(self, name: str) -> list[Case]:
         """Exercise ``name``'s hidden cases."""
         if name not in _MAKERS:
-            raise ValueError(f"unknown exercise {name!r}; expected one of {', '.join(EXERCISES)}")
+            raise ValueError(f"unknown exercise {name!r}; expected one of {', '.join(ALL_EXERCISES)}")
         make, _, secret = _MAKERS[name]
         shapes = [*secret, *self.extra.get(name, ())]
         cases = []
@@ -242,12 +365,14 @@ def _extra_shape(name: str, shape: Any) -> tuple[Any, ...]:
         if min(H, W) < 2**pools:  # each pooling halves the size on the way to the deepest layer
             raise ValueError(f"{where}: a {H}x{W} image is too small for layer {max(layers, key=LAYERS.index)}")
         return (H, W, tuple(shape[2]), tuple(shape[3]))
-    rank = 4 if name == "conv2d_backward" else 3
+    rank = _RANKS.get(name, 3)
     if len(shape) != rank:
         raise ValueError(f"{where}: expected {rank} sizes")
     sizes = tuple(_count(v, where) for v in shape)
     if name in ("max_pool_backward", "avg_pool_backward") and (sizes[1] % 2 or sizes[2] % 2):
         raise ValueError(f"{where}: H and W must be even for 2x2 pooling")
+    if name in _MIN_EXTENT and min(sizes[:2]) < _MIN_EXTENT[name]:
+        raise ValueError(f"{where}: H and W must be at least {_MIN_EXTENT[name]}")
     return sizes
 
 
@@ -271,7 +396,7 @@ def hidden_cases_from_json(data: Any, source: str) -> HiddenCases:
             raise ValueError('"extra" must map exercise names to lists of shapes')
         unknown = [name for name in extra if name not in _MAKERS]
         if unknown:
-            raise ValueError(f"unknown exercise {unknown[0]!r} in \"extra\"; expected one of {', '.join(EXERCISES)}")
+            raise ValueError(f"unknown exercise {unknown[0]!r} in \"extra\"; expected one of {', '.join(ALL_EXERCISES)}")
         shapes = {}
         for name, listed in extra.items():
             if not isinstance(listed, list):
@@ -317,23 +442,30 @@ def run_lbfgs(closure: Callable[[np.ndarray], Any], x0: np.ndarray, iterations: 
     return minimize(closure, x0, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": iterations})
 
 
+def with_references(fn: Callable[..., Any], names: Mapping[str, Any]) -> Callable[..., Any]:
+    """``fn`` with the global ``names`` bound to the given functions (a copy; ``fn`` is unchanged)."""
+    if not isinstance(fn, types.FunctionType):
+        return fn
+    swapped = types.FunctionType(fn.__code__, {**fn.__globals__, **names}, fn.__name__, fn.__defaults__, fn.__closure__)
+    swapped.__kwdefaults__ = fn.__kwdefaults__
+    return swapped
+
+
 def with_reference_losses(make_closure: Callable[..., Any]) -> Callable[..., Any]:
     """``make_closure`` with the loss exercises' names bound to the reference implementations, so
     the closure is judged on its own: a slip in an earlier exercise costs marks once, not twice."""
-    if not isinstance(make_closure, types.FunctionType):
-        return make_closure
     from nst_lessons.scratch import losses
 
-    names = {name: getattr(losses, name) for name in ("gram_matrix", "content_loss", "style_layer_loss", "tv_loss")}
-    swapped = types.FunctionType(
-        make_closure.__code__,
-        {**make_closure.__globals__, **names},
-        make_closure.__name__,
-        make_closure.__defaults__,
-        make_closure.__closure__,
-    )
-    swapped.__kwdefaults__ = make_closure.__kwdefaults__
-    return swapped
+    names = ("gram_matrix", "content_loss", "style_layer_loss", "tv_loss")
+    return with_references(make_closure, {name: getattr(losses, name) for name in names})
+
+
+def with_reference_warp(consistency_weights: Callable[..., Any]) -> Callable[..., Any]:
+    """``consistency_weights`` with ``warp`` bound to the exact reference warp, so that a slip in
+    the warp exercise costs its marks once, not again here."""
+    from nst_lessons.scratch.warping import warp
+
+    return with_references(consistency_weights, {"warp": warp})
 
 
 def call(name: str, fn: Callable[..., Any], case: Case) -> Any:
@@ -343,6 +475,8 @@ def call(name: str, fn: Callable[..., Any], case: Case) -> Any:
     case's points, then run through :func:`run_lbfgs`; its "value" is ``{"evaluations":
     [(loss, grad), ...], "final": x or the error L-BFGS-B raised}``.
     """
+    if name == "consistency_weights":
+        return with_reference_warp(fn)(*case.args.values())
     if name != "make_closure":
         return fn(*case.args.values())
     closure = with_reference_losses(fn)(*case.args.values())
@@ -357,10 +491,15 @@ def call(name: str, fn: Callable[..., Any], case: Case) -> Any:
 
 
 __all__ = [
+    "ALL_EXERCISES",
     "ALPHA",
+    "ASSIGNMENTS",
     "BETA",
+    "CONTROLS_EXERCISES",
     "Case",
+    "DEFAULT_ASSIGNMENT",
     "EXERCISES",
+    "VIDEO_EXERCISES",
     "HIDDEN_CASES_ENV",
     "HIDDEN_SEED",
     "HiddenCases",
@@ -373,6 +512,9 @@ __all__ = [
     "load_hidden_cases",
     "make_cases",
     "run_lbfgs",
+    "smooth_flow",
     "tiny_vgg",
     "with_reference_losses",
+    "with_reference_warp",
+    "with_references",
 ]

@@ -21,9 +21,9 @@ from typing import Any, NoReturn
 import numpy as np
 
 from nst_lessons.grading.cases import (
+    ALL_EXERCISES,
     ALPHA,
     BETA,
-    EXERCISES,
     HIDDEN_CASES_ENV,
     LBFGS_ITERATIONS,
     Case,
@@ -526,6 +526,381 @@ def _closure_lbfgs(case: Case, value: Any) -> None:
         )
 
 
+# --------------------------------------------------------------------------- nst_controls
+
+_YIQ = np.array([[0.299, 0.587, 0.114], [0.5959, -0.2746, -0.3213], [0.2115, -0.5227, 0.3112]])
+_YIQ_ROUNDED = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_Y = _YIQ[0]
+_YUV = np.stack([_Y, 0.492 * (np.eye(3)[2] - _Y), 0.877 * (np.eye(3)[0] - _Y)])  # Y, U = 0.492 (B - Y), V = 0.877 (R - Y)
+
+
+def _torch(a: np.ndarray) -> Any:
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def _mix(matrix: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """A 3x3 matrix applied to the channels of (3, H, W)."""
+    return np.einsum("ij,jhw->ihw", matrix, x)
+
+
+def _rgb_to_yiq(case: Case, value: Any) -> None:
+    from nst_lessons import color
+
+    x = case.args["x"]
+    expected = color.rgb_to_yiq(_torch(x)).numpy()
+    hints = {(*x.shape[1:], 3): " — the channels come first: x[0] is R, x[1] G, x[2] B, and so Y, I, Q"}
+    _compare(
+        _array(value, x.shape, "the YIQ image", hints),
+        expected,
+        "the YIQ image",
+        [
+            (_mix(_YUV, x), "is YUV (U = 0.492 (B - Y), V = 0.877 (R - Y)); YIQ has the same Y but I and Q "
+             "rows 0.5959 R - 0.2746 G - 0.3213 B and 0.2115 R - 0.5227 G + 0.3112 B"),
+            (_mix(_YIQ.T, x), "applies the transposed matrix: row i of the matrix gives channel i, "
+             "Y = 0.299 R + 0.587 G + 0.114 B (np.einsum('ij,jhw->ihw', M, x))"),
+            (_mix(_YIQ_ROUNDED, x), "uses the three-digit rounding of the coefficients (0.596, -0.274, ...); "
+             "use the four-digit ones given, whose chroma rows sum to exactly 0"),
+            (_mix(np.linalg.inv(_YIQ), x), "applies the inverse matrix, YIQ -> RGB"),
+        ],
+    )
+
+
+def _yiq_to_rgb(case: Case, value: Any) -> None:
+    from nst_lessons import color
+
+    x = case.args["x"]
+    expected = color.yiq_to_rgb(_torch(x)).numpy()
+    _compare(
+        _array(value, x.shape, "the RGB image"),
+        expected,
+        "the RGB image",
+        [
+            (_mix(_YIQ, x), "applies the RGB -> YIQ matrix again; its inverse undoes it: np.linalg.inv(M)"),
+            (_mix(_YIQ.T, x), "applies the transposed matrix; the inverse of the YIQ matrix is not its transpose "
+             "(the matrix is not orthogonal): np.linalg.inv(M)"),
+            (_mix(np.linalg.inv(_YIQ).T, x), "applies the transpose of the inverse: row i of np.linalg.inv(M) gives channel i"),
+            (_mix(np.linalg.inv(_YIQ_ROUNDED), x), "inverts the three-digit rounding of the coefficients; "
+             "use the four-digit ones given"),
+            (_mix(np.linalg.inv(_YUV), x), "inverts YUV, not YIQ"),
+        ],
+    )
+
+
+def _moments(a: np.ndarray, ddof: int = 0) -> tuple[float, float]:
+    return float(a.mean()), float(a.std(ddof=ddof))
+
+
+def _match_luminance(case: Case, value: Any) -> None:
+    from nst_lessons import color
+
+    L_S, L_C = case.args["L_S"], case.args["L_C"]
+    expected = color.match_luminance(_torch(L_S)[None], _torch(L_C)[None]).numpy()[0]
+    (mu_S, s_S), (mu_C, s_C) = _moments(L_S), _moments(L_C)
+    (_, s_S1), (_, s_C1) = _moments(L_S, 1), _moments(L_C, 1)
+    moved = " the style's luminance L_S is the one that is moved"
+    hints = {L_C.shape: f" — that is L_C's shape:{moved}"}
+    wrong_way = (s_S / s_C) * (L_C - mu_C) + mu_S if L_C.shape == L_S.shape else None
+    _compare(
+        _array(value, L_S.shape, "L_S'", hints),
+        expected,
+        "L_S'",
+        [
+            ((s_S / s_C) * (L_S - mu_S) + mu_C, "scales by sigma_S / sigma_C; the content's spread goes on top: sigma_C / sigma_S"),
+            (L_S - mu_S + mu_C, "shifts the mean but keeps the style's contrast: scale by sigma_C / sigma_S too"),
+            ((s_C / s_S) * (L_S - mu_S) + mu_S, "keeps the style's mean: add the content's, mu_C, after scaling"),
+            ((s_C / s_S) * L_S + mu_C, "scales L_S before subtracting its mean: (sigma_C / sigma_S)(L_S - mu_S) + mu_C"),
+            ((s_C / s_S) * L_S - mu_S + mu_C, "subtracts mu_S after scaling: (sigma_C / sigma_S)(L_S - mu_S) + mu_C"),
+            ((s_C1 / s_S1) * (L_S - mu_S) + mu_C, "uses the sample standard deviation (ddof=1); the paper's "
+             "statistics are over all pixels: np.std's default, ddof=0"),
+            ((s_C**2 / s_S**2) * (L_S - mu_S) + mu_C, "scales by the ratio of variances; it is the ratio of standard deviations"),
+            *([(wrong_way, f"moves L_C to L_S's mean and spread, the wrong way round:{moved}")] if wrong_way is not None else []),
+        ],
+    )
+
+
+def _covariance(x: np.ndarray, ddof: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    pixels = x.reshape(3, -1)
+    mu = pixels.mean(1)
+    d = pixels - mu[:, None]
+    return mu, d @ d.T / (pixels.shape[1] - ddof)
+
+
+def _affine(x: np.ndarray, A: np.ndarray, mu_from: np.ndarray, mu_to: np.ndarray) -> np.ndarray:
+    return (A @ (x.reshape(3, -1) - mu_from[:, None]) + mu_to[:, None]).reshape(x.shape)
+
+
+def _sqrtm(S: np.ndarray, power: float) -> np.ndarray:
+    lam, V = np.linalg.eigh(S)
+    return (V * lam**power) @ V.T
+
+
+def _color_mistakes(source: np.ndarray, target: np.ndarray, A_of: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> list[tuple[Any, str]]:
+    """The mistakes both colour matches share, given how the exercise makes A from Σ_S and Σ_C."""
+    (mu_S, S_S), (mu_C, S_C) = _covariance(source), _covariance(target)
+    (_, S_S1), (_, S_C1) = _covariance(source, 1), _covariance(target, 1)
+    A = A_of(S_S, S_C)
+    return [
+        (_affine(source, A, mu_S, 0 * mu_C), "is centred at 0: add the target's mean colour mu_C after applying A"),
+        (_affine(source, A, mu_S, mu_S), "keeps the source's mean colour: add the target's, mu_C, after applying A"),
+        (_affine(source, A, 0 * mu_S, mu_C), "applies A to x without subtracting mu_S first: x' = A (x - mu_S) + mu_C"),
+        (_affine(source, A_of(S_C, S_S), mu_S, mu_C), "swaps the covariances: A must take Sigma_S to Sigma_C "
+         "(A Sigma_S A^T = Sigma_C), so Sigma_S's factor is the one inverted"),
+        (_affine(source, A_of(S_S1, S_C1), mu_S, mu_C), "uses the sample covariance (np.cov divides by M - 1); "
+         "the paper's statistics divide by the number of pixels M: np.cov(..., bias=True)"),
+    ]
+
+
+def _match_color(mode: str) -> Callable[[Case, Any], None]:
+    def diagnose(case: Case, value: Any) -> None:
+        from nst_lessons import color
+
+        source, target = case.args["source"], case.args["target"]
+        expected = color.match_color(_torch(source), _torch(target), mode=mode, eps=0.0).numpy()
+        (mu_S, S_S), (mu_C, S_C) = _covariance(source), _covariance(target)
+        if mode == "cholesky":
+            A_of = lambda S_S, S_C: np.linalg.cholesky(S_C) @ np.linalg.inv(np.linalg.cholesky(S_S))  # noqa: E731
+            U_S, U_C = np.linalg.cholesky(S_S).T, np.linalg.cholesky(S_C).T  # scipy's default: Sigma = U^T U
+            own = [
+                (_affine(source, U_C @ np.linalg.inv(U_S), mu_S, mu_C), "uses the upper-triangular factors U of "
+                 "Sigma = U^T U (scipy.linalg.cholesky's default); A = L_C L_S^-1 needs the lower ones, Sigma = L L^T "
+                 "(np.linalg.cholesky, or scipy's lower=True)"),
+                (_affine(source, np.linalg.inv(np.linalg.cholesky(S_S)) @ np.linalg.cholesky(S_C), mu_S, mu_C),
+                 "multiplies the factors in the wrong order: A = L_C L_S^-1, not L_S^-1 L_C"),
+                (_affine(source, _sqrtm(S_C, 0.5) @ _sqrtm(S_S, -0.5), mu_S, mu_C), "is the image-analogies (PCA) "
+                 "match; this exercise asks for the Cholesky one, A = L_C L_S^-1"),
+            ]
+        else:
+            A_of = lambda S_S, S_C: _sqrtm(S_C, 0.5) @ _sqrtm(S_S, -0.5)  # noqa: E731
+            L = np.linalg.cholesky
+            own = [
+                (_affine(source, _sqrtm(S_S, -0.5) @ _sqrtm(S_C, 0.5), mu_S, mu_C), "multiplies the square roots in "
+                 "the wrong order: A = Sigma_C^1/2 Sigma_S^-1/2 (matrices do not commute)"),
+                (_affine(source, np.sqrt(np.abs(S_C)) @ np.linalg.inv(np.sqrt(np.abs(S_S))), mu_S, mu_C),
+                 "takes the square root of each entry; the matrix square root is V diag(sqrt(lambda)) V^T from "
+                 "np.linalg.eigh"),
+                (_affine(source, L(S_C) @ np.linalg.inv(L(S_S)), mu_S, mu_C), "is the Cholesky match; this "
+                 "exercise asks for the symmetric square roots, A = Sigma_C^1/2 Sigma_S^-1/2"),
+            ]
+        hints = {target.shape: " — that is the target's shape: the source's pixels are the ones moved"}
+        got = _array(value, source.shape, "x'", hints)
+        _compare(got, expected, "x'", [*own, *_color_mistakes(source, target, A_of)])
+
+    return diagnose
+
+
+def _guided_gram(case: Case, value: Any) -> None:
+    from nst_lessons import losses, masks
+
+    F, T = case.args["F"], case.args["T"]
+    N, H, W = F.shape
+    M = H * W
+    F_t, T_t = _torch(F)[None], _torch(T)[None, None]
+    G = losses.gram_matrix(F_t * masks.area_weights(T_t)).numpy()[0]
+    paper = losses.gram_matrix(F_t * masks.area_weights(T_t, power=2)).numpy()[0]
+    F_nm, t = F.reshape(N, M), T.reshape(M)
+    weighted = lambda w, scale: (F_nm * w) @ F_nm.T * scale  # noqa: E731
+    binary = (t > 0.5).astype(float)
+    hints = {(M, M): " — that compares positions; G compares the N filters: (N, N)"}
+    _compare(
+        _array(value, (N, N), "G", hints),
+        G,
+        "G",
+        [
+            (weighted(t * t, M / t.sum()), "applies the mask twice: (F T)(F T)^T weights each position by T^2; "
+             "weight it by T once, F diag(T) F^T, e.g. (F * T) @ F.T"),
+            (paper, "is Gatys et al.'s form, the feature maps times T normalised by sum T^2 (T^2 per position); "
+             "this exercise asks for the package's, T per position and M_l / sum T"),
+            (weighted(t, 1.0), "is missing the normalisation M_l / sum_k T[k]"),
+            (weighted(t, 1 / t.sum()), "divides by sum_k T[k] but leaves out M_l: the factor is M_l / sum_k T[k]"),
+            (weighted(t, 1 / M), "divides by M_l; the factor is M_l / sum_k T[k] (the region's area replaces M_l)"),
+            (weighted(np.sqrt(t), M / t.sum()), "weights each position by sqrt(T): multiply by T once, not by its root on one side"),
+            (weighted(binary, M / binary.sum()), "treats the soft mask as binary (T > 0.5); its values are weights"),
+            (weighted(np.ones(M), 1.0), "ignores the mask: that is the ordinary Gram matrix F F^T"),
+        ],
+    )
+
+
+# --------------------------------------------------------------------------- nst_video
+
+_BACKWARD_WARP = "a backward warp looks each output pixel q up where it came from, image(q + flow(q))"
+
+
+def _bilinear(image: np.ndarray, x: np.ndarray, y: np.ndarray, mode: str = "clamp") -> np.ndarray:
+    """image sampled at (x, y) bilinearly; outside the frame: "clamp" (border repeated), "zeros", "wrap"."""
+    h, w = image.shape[:2]
+    x0, y0 = np.floor(x).astype(int), np.floor(y).astype(int)
+    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+
+    def at(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        if mode == "wrap":
+            return image[yy % h, xx % w]
+        inside = ((xx >= 0) & (xx < w) & (yy >= 0) & (yy < h))[..., None]
+        value = image[np.clip(yy, 0, h - 1), np.clip(xx, 0, w - 1)]
+        return value * inside if mode == "zeros" else value
+
+    if mode == "clamp":
+        x, y = np.clip(x, 0, w - 1), np.clip(y, 0, h - 1)
+        return _bilinear(image, x, y, "none")
+    top = at(y0, x0) * (1 - fx) + at(y0, x0 + 1) * fx
+    bottom = at(y0 + 1, x0) * (1 - fx) + at(y0 + 1, x0 + 1) * fx
+    return top * (1 - fy) + bottom * fy
+
+
+def _warp(case: Case, value: Any) -> None:
+    from nst_lessons.scratch.warping import warp
+
+    image, flow = case.args["image"], case.args["flow"]
+    h, w = flow.shape[:2]
+    expected = warp(image, flow)
+    gx, gy = np.meshgrid(np.arange(w), np.arange(h))
+    x, y = gx + flow[..., 0], gy + flow[..., 1]
+    hints = {flow.shape: " — that is the flow's shape; the warped image has the image's"}
+    got = _array(value, image.shape, "the warped image", hints)
+    if np.mean(got == 0) > 0.02:  # the images have no zeros: pixels left empty
+        raise Wrong(f"the warped image has holes ({np.mean(got == 0):.0%} of its values are 0): is it a forward warp, "
+                    f"pushing each pixel along the flow? {_BACKWARD_WARP}, so every pixel gets a value")
+    sample = lambda xx, yy, mode="clamp": _bilinear(image, xx, yy, mode)  # noqa: E731
+    x_r, y_r = np.clip(np.rint(x), 0, w - 1).astype(int), np.clip(np.rint(y), 0, h - 1).astype(int)
+    x_f, y_f = np.clip(np.floor(x), 0, w - 1).astype(int), np.clip(np.floor(y), 0, h - 1).astype(int)
+    _compare(
+        got,
+        expected,
+        "the warped image",
+        [
+            (sample(gx - flow[..., 0], gy - flow[..., 1]), f"samples at q - flow(q): a forward warp's look-up; {_BACKWARD_WARP}"),
+            (sample(gx + flow[..., 1], gy + flow[..., 0]), "swaps x and y: flow[..., 0] moves along x (columns, the "
+             "second index), flow[..., 1] along y (rows, the first index)"),
+            (image[y_r, x_r], "rounds the sample position to the nearest pixel; interpolate bilinearly between the "
+             "four pixels around it"),
+            (image[y_f, x_f], "truncates the sample position to a pixel (floor); interpolate bilinearly between the "
+             "four pixels around it"),
+            (sample(x, y, "zeros"), "treats pixels outside the frame as 0; repeat the border (clamp the sample "
+             "position to [0, W-1] x [0, H-1])"),
+            (sample(x, y, "wrap"), "wraps around the border; repeat the border instead (clamp the sample position)"),
+            (_swapped_weights(image, x, y), "swaps the bilinear weights: the pixel at floor(x) gets 1 - (x - floor(x)), "
+             "the one at floor(x) + 1 gets x - floor(x)"),
+            (image, "is the image unchanged: sample it at q + flow(q)"),
+        ],
+    )
+
+
+def _swapped_weights(image: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    x, y = np.clip(x, 0, w - 1), np.clip(y, 0, h - 1)
+    x0, y0 = np.minimum(np.floor(x).astype(int), w - 2), np.minimum(np.floor(y).astype(int), h - 2)
+    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+    top = image[y0, x0] * fx + image[y0, x0 + 1] * (1 - fx)
+    bottom = image[y0 + 1, x0] * fx + image[y0 + 1, x0 + 1] * (1 - fx)
+    return top * fy + bottom * (1 - fy)
+
+
+def _consistency_parts(forward: np.ndarray, backward: np.ndarray, w_tilde: np.ndarray, central: bool = True) -> dict[str, np.ndarray]:
+    """Where each of Ruder et al.'s three tests marks the flow as not trusted, (H, W) booleans."""
+    h, w = backward.shape[:2]
+    sq = lambda f: (f**2).sum(-1)  # noqa: E731
+    if central:
+        du_dy, du_dx = np.gradient(backward[..., 0])
+        dv_dy, dv_dx = np.gradient(backward[..., 1])
+    else:  # one-sided differences, the last row and column repeated
+        du_dx, du_dy = (np.diff(backward[..., 0], axis=a, append=backward[..., 0].take([-1], axis=a)) for a in (1, 0))
+        dv_dx, dv_dy = (np.diff(backward[..., 1], axis=a, append=backward[..., 1].take([-1], axis=a)) for a in (1, 0))
+    x = np.arange(w)[None, :] + backward[..., 0]
+    y = np.arange(h)[:, None] + backward[..., 1]
+    return {
+        "disocclusion": sq(w_tilde + backward) > 0.01 * (sq(w_tilde) + sq(backward)) + 0.5,
+        "boundary": du_dx**2 + du_dy**2 + dv_dx**2 + dv_dy**2 > 0.01 * sq(backward) + 0.002,
+        "outside": (x < 0) | (x > w - 1) | (y < 0) | (y > h - 1),
+    }
+
+
+def _consistency(case: Case, value: Any) -> None:
+    from nst_lessons.scratch.warping import warp
+    from nst_lessons.video import consistency_weights
+
+    forward, backward = case.args["forward"], case.args["backward"]
+    expected = consistency_weights(forward, backward, warp_with=warp).astype(np.float64)
+    if isinstance(value, np.ndarray) and value.dtype == bool:
+        raise Wrong("c is a boolean array; return the weights as floats, 1.0 where the flow is trusted and 0.0 elsewhere (.astype(float))")
+    got = _array(value, backward.shape[:2], "c", {backward.shape: " — one weight per pixel, shared by x and y: (H, W)"})
+
+    def c_without(*tests: str, w_tilde: np.ndarray | None = None, central: bool = True) -> np.ndarray:
+        parts = _consistency_parts(forward, backward, warp(forward, backward) if w_tilde is None else w_tilde, central)
+        return (~np.any([m for name, m in parts.items() if name not in tests], axis=0)).astype(float)
+
+    _compare(
+        got,
+        expected,
+        "c",
+        [
+            (1 - expected, "is 1 where the flow is not trusted and 0 elsewhere: the wrong way round"),
+            (c_without(w_tilde=forward), "compares w(q) with w^(q) at the same position; the forward flow must be read "
+             "where the pixel came from, w~(q) = w(q + w^(q)) = warp(forward, backward)"),
+            (c_without(w_tilde=warp(backward, forward)), "warps the wrong flow: w~ = warp(forward, backward), the "
+             "forward flow carried along the backward one"),
+            (c_without("disocclusion"), "never marks disocclusions: c = 0 where |w~ + w^|^2 > 0.01 (|w~|^2 + |w^|^2) + 0.5"),
+            (c_without("boundary"), "never marks motion boundaries: c = 0 where |grad u^|^2 + |grad v^|^2 > 0.01 |w^|^2 + 0.002"),
+            (c_without("outside"), "keeps pixels whose source q + w^(q) lies outside the frame: their c is 0"),
+            (c_without(central=False), "uses one-sided differences for the gradients of u^ and v^; use central ones, "
+             "np.gradient, as the package does"),
+        ],
+    )
+
+
+def _temporal_terms(case: Case) -> tuple[np.ndarray, np.ndarray, int]:
+    x, warped, c = case.args["x"], case.args["warped"], case.args["c"]
+    return x - warped, c[..., None], x.size
+
+
+def _temporal_reference(case: Case) -> tuple[float, np.ndarray]:
+    from nst_lessons import losses
+
+    x, warped, c = (_torch(np.moveaxis(np.atleast_3d(case.args[k]), -1, 0))[None] for k in ("x", "warped", "c"))
+    return float(losses.temporal_loss(x, warped, c)), np.moveaxis(losses.temporal_grad(x, warped, c)[0].numpy(), 0, -1)
+
+
+def _temporal_loss(case: Case, value: Any) -> None:
+    d, c, D = _temporal_terms(case)
+    L, _ = _temporal_reference(case)
+    H, W = c.shape[:2]
+    _compare(
+        _number(_pair(value, "loss", "dx")[0], "the loss"),
+        L,
+        "the loss",
+        [
+            ((c * d * d).sum(), "is a sum: divide by D = 3 H W, the number of values in a frame"),
+            ((c * d * d).sum() / (H * W), "divides by H W; D = 3 H W counts every value, the three channels too"),
+            ((c * d * d).sum() / (3 * c.sum()), "divides by the weights' sum; D = 3 H W is every value of the frame"),
+            ((c * d * d).sum() / c.sum(), "divides by the weights' sum; D = 3 H W is every value of the frame"),
+            ((d * d).sum() / D, "ignores c: each squared difference is weighted by its pixel's c"),
+            (((c * d) ** 2).sum() / D, "squares c along with the difference, (c (x - w))^2 weights by c^2; "
+             "the loss is c (x - w)^2"),
+            ((c * np.abs(d)).sum() / D, "uses |x - w|; the loss squares the difference"),
+        ],
+    )
+
+
+def _temporal_grad(case: Case, value: Any) -> None:
+    d, c, D = _temporal_terms(case)
+    _, dx = _temporal_reference(case)
+    H, W = c.shape[:2]
+    got = _array(_pair(value, "loss", "dx")[1], d.shape, "dx", {(H, W): " — give dx the shape of x, (H, W, 3)"})
+    _compare(
+        got,
+        dx,
+        "dx",
+        [
+            (-dx, "has the wrong sign: dL/dx = 2 c (x - w) / D"),
+            (dx / 2, "is half what it should be: the square brings down a 2, dL/dx = 2 c (x - w) / D"),
+            (dx * D, "is missing the 1/D: dL/dx = 2 c (x - w) / D"),
+            (dx * D / (H * W), "divides by H W; D = 3 H W counts every value, the three channels too"),
+            (2 * d / D, "ignores c: dL/dx = 2 c (x - w) / D"),
+            (2 * c * c * d / D, "has c^2, as if the loss squared c with the difference; dL/dx = 2 c (x - w) / D"),
+        ],
+    )
+
+
 # --------------------------------------------------------------------------- the parts
 
 PARTS: dict[str, tuple[Part, ...]] = {
@@ -542,6 +917,15 @@ PARTS: dict[str, tuple[Part, ...]] = {
         Part("the gradient", 2, _closure_grad),
         Part("L-BFGS lowers the loss", 1, _closure_lbfgs),
     ),
+    "rgb_to_yiq": (Part("RGB -> YIQ", 1, _rgb_to_yiq),),
+    "yiq_to_rgb": (Part("YIQ -> RGB", 1, _yiq_to_rgb),),
+    "match_luminance": (Part("L_S'", 2, _match_luminance),),
+    "match_color_cholesky": (Part("x' with A = L_C L_S^-1", 2, _match_color("cholesky")),),
+    "match_color_pca": (Part("x' with A = Sigma_C^1/2 Sigma_S^-1/2", 2, _match_color("pca")),),
+    "guided_gram": (Part("G weighted by T", 2, _guided_gram),),
+    "warp": (Part("the warped image", 3, _warp),),
+    "consistency_weights": (Part("c", 3, _consistency),),
+    "temporal_loss": (Part("the loss", 2, _temporal_loss), Part("the gradient dL/dx", 2, _temporal_grad)),
 }
 POINTS: dict[str, float] = {name: sum(part.points for part in parts) for name, parts in PARTS.items()}
 """Each exercise's points: what its check cell is worth in the notebook's nbgrader metadata."""
@@ -597,7 +981,7 @@ def check(name: str, fn: Callable[..., Any]) -> None:
     """
     __tracebackhide__ = True  # IPython and pytest hide this frame: the message is what matters
     if name not in PARTS:
-        raise ValueError(f"unknown exercise {name!r}; expected one of {', '.join(EXERCISES)}")
+        raise ValueError(f"unknown exercise {name!r}; expected one of {', '.join(ALL_EXERCISES)}")
     module = getattr(fn, "__module__", None) or ""
     if not callable(fn):
         raise CheckFailed(f"✗ {name}: expected your function, got {_describe(normalise(fn))}")

@@ -19,7 +19,7 @@ import math
 import sys
 from pathlib import Path
 
-from nst_lessons.grading.cases import HIDDEN_CASES_ENV, HIDDEN_SEED, hidden_cases, hidden_cases_from_json
+from nst_lessons.grading.cases import ASSIGNMENTS, HIDDEN_CASES_ENV, HIDDEN_SEED, hidden_cases, hidden_cases_from_json
 from nst_lessons.grading.grader import Limits, find_submissions, grade_folder, grade_notebook, write_results
 from nst_lessons.grading.kernel import CELL_TIMEOUT, TOTAL_TIMEOUT
 from nst_lessons.grading.notebooks import NotebookError, stale_releases, write_releases
@@ -56,6 +56,12 @@ def add_grade_parser(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("submission", type=Path, help="a submitted notebook, or a folder of them (searched recursively)")
+    p.add_argument(
+        "--assignment",
+        choices=list(ASSIGNMENTS),
+        help="grade as this assignment (default: the one the notebook's answer cells belong to; "
+        "a file that is not a notebook counts as nst_gradients)",
+    )
     p.add_argument(
         "--results",
         type=Path,
@@ -107,11 +113,12 @@ def run_grade(args: argparse.Namespace) -> int:
             if not find_submissions(path):
                 return _fail("grade", f"no notebooks (*.ipynb) under {path}")
             results = args.results or Path("results")
-            reports = [report for _, report in grade_folder(path, results, args.csv, hidden=hidden, limits=limits)]
+            graded = grade_folder(path, results, args.csv, hidden=hidden, limits=limits, assignment=args.assignment)
+            reports = [report for _, report in graded]
             wrote = f"wrote {len(reports)} results under {results}/ and the grades to {args.csv}"
         elif path.exists():
             results = args.results or Path("results.json")
-            reports = [grade_notebook(path, hidden=hidden, limits=limits)]
+            reports = [grade_notebook(path, hidden=hidden, limits=limits, assignment=args.assignment)]
             write_results(reports[0], results)
             wrote = f"wrote {results}"
         else:

@@ -22,8 +22,8 @@ from typing import Any
 import nbformat
 from nbformat import NotebookNode
 
-from nst_lessons.grading.cases import EXERCISES
 from nst_lessons.files import atomic_path
+from nst_lessons.grading.cases import ALL_EXERCISES, ASSIGNMENTS, DEFAULT_ASSIGNMENT
 from nst_lessons.grading.checks import POINTS
 
 BEGIN_SOLUTION = "# BEGIN SOLUTION"
@@ -119,8 +119,21 @@ def student_version(nb: NotebookNode) -> NotebookNode:
     return nb
 
 
-def source_problems(nb: NotebookNode) -> list[str]:
-    """What is wrong with an instructor notebook, for nbgrader and for this grader (empty: fine).
+def assignment_of(nb: NotebookNode, filename: str = "") -> str | None:
+    """Which assignment a notebook is (a key of :data:`~.cases.ASSIGNMENTS`): the one whose exercises
+    name most of its answer and check cells, else the one its file is named after, else None."""
+    ids = {str(nbgrader_metadata(cell).get("grade_id", "")) for cell in nb.cells}
+    hits = {name: sum(e in ids or f"check_{e}" in ids for e in exercises) for name, exercises in ASSIGNMENTS.items()}
+    best = max(hits, key=lambda name: hits[name])
+    if hits[best] > 0:
+        return best
+    stem = Path(filename).stem
+    return stem if stem in ASSIGNMENTS else None
+
+
+def source_problems(nb: NotebookNode, assignment: str = DEFAULT_ASSIGNMENT) -> list[str]:
+    """What is wrong with an instructor notebook of ``assignment``, for nbgrader and for this grader
+    (empty: fine).
 
     Checks nbgrader's cell metadata (schema version, unique grade ids, points on graded cells),
     that solution regions sit only in answer cells, that every exercise has an answer cell named
@@ -152,12 +165,16 @@ def source_problems(nb: NotebookNode) -> list[str]:
             if not isinstance(meta.get("points"), (int, float)):
                 problems.append(f"cell {i} ({grade_id}) is graded but has no points")
             points[str(grade_id)] = meta.get("points", 0)
+    if assignment not in ASSIGNMENTS:
+        return [f"unknown assignment {assignment!r}: the folder must be one of {', '.join(ASSIGNMENTS)}"]
     answers = {grade_id for grade_id, _ in answer_cells(nb)}
-    for name in EXERCISES:
+    for name in ASSIGNMENTS[assignment]:
         if name not in answers:
             problems.append(f"no answer cell with grade_id {name!r}")
         if points.get(f"check_{name}") != POINTS[name]:
             problems.append(f"the check cell 'check_{name}' should be graded, worth {POINTS[name]:g} points")
+    foreign = sorted(answers & set(ALL_EXERCISES) - set(ASSIGNMENTS[assignment]))
+    problems += [f"the answer cell {name!r} belongs to another assignment than {assignment}" for name in foreign]
     return problems
 
 
@@ -175,7 +192,7 @@ def write_atomically(path: Path, text: str) -> None:
 
 def release_texts(course: Path) -> dict[Path, str]:
     """The student version of every ``source/<assignment>/*.ipynb`` under ``course``, keyed by the
-    path it belongs at under ``release/``.
+    path it belongs at under ``release/``; the folder names the assignment (:data:`~.cases.ASSIGNMENTS`).
 
     Raises:
         NotebookError: a source notebook that cannot be read, or has :func:`source_problems`.
@@ -187,7 +204,7 @@ def release_texts(course: Path) -> dict[Path, str]:
     texts = {}
     for path in notebooks:
         nb = read_notebook(path.read_bytes(), str(path))
-        problems = source_problems(nb)
+        problems = source_problems(nb, path.parent.name)
         if problems:
             raise NotebookError(f"{path}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
         try:
@@ -220,6 +237,7 @@ __all__ = [
     "STUB",
     "NotebookError",
     "answer_cells",
+    "assignment_of",
     "is_answer_cell",
     "nbgrader_metadata",
     "notebook_text",
