@@ -44,11 +44,13 @@ cannot fit, before any work.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
+import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,6 +132,21 @@ def frames(samples: int) -> int:
     return 1 + samples // HOP
 
 
+@contextlib.contextmanager
+def _quiet_decoders() -> Iterator[None]:
+    """Silence what libsndfile's decoders print on file descriptor 2 (mpg123's "Note: Illegal
+    Audio-MPEG-Header ..." for a broken MP3): the error that follows is reported in one line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _info(path: Path) -> tuple[int, int, int]:
     """(frames, sample rate, channels) of a sound file, from its header: nothing decoded yet."""
     import soundfile
@@ -137,7 +154,8 @@ def _info(path: Path) -> tuple[int, int, int]:
     if not path.is_file():
         raise AudioError(f"no sound file at {path}")
     try:
-        info = soundfile.info(str(path))
+        with _quiet_decoders():
+            info = soundfile.info(str(path))
     except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
         raise AudioError(f"{path} is not a readable sound ({_reason(error)})") from None
     if info.frames <= 0:
@@ -163,7 +181,8 @@ def read_sound(path: str | os.PathLike[str], sample_rate: int = SAMPLE_RATE) -> 
     path = Path(path)
     _, rate, channels = _info(path)
     try:
-        y, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        with _quiet_decoders():
+            y, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     except (soundfile.LibsndfileError, RuntimeError, OSError) as error:
         raise AudioError(f"{path} is not a readable sound ({_reason(error)})") from None
     if y.size == 0:
@@ -682,6 +701,8 @@ def sound_transfer(
         raise AudioError(f"sample_rate must be between {MIN_SAMPLE_RATE} and {MAX_SAMPLE_RATE} Hz, got {sample_rate}")
     if content is None and seconds is not None and not (math.isfinite(seconds) and seconds * sample_rate >= min_samples()):
         raise AudioError(f"seconds must be at least {min_samples() / sample_rate:.3f}, got {seconds}")
+    if content is None and seconds is not None and seconds * sample_rate > 2**48:
+        raise AudioError(f"seconds must be at most {2**48 / sample_rate:.3g}, got {seconds}")
     if init not in INITS:
         raise AudioError(f"unknown init {init!r}; expected {' or '.join(INITS)}")
     device = default_device(device)

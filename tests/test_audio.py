@@ -186,11 +186,13 @@ def files(tmp_path: Path) -> dict[str, Path]:
     folder = tmp_path / "in"
     folder.mkdir()
     (folder / "text.wav").write_text("not a sound at all")
+    (folder / "broken.mp3").write_bytes(b"ID3" + bytes(64) + b"garbage" * 100)
     soundfile.write(str(folder / "empty.wav"), np.zeros(0, np.float32), RATE)
     soundfile.write(str(folder / "nan.wav"), np.full(RATE, np.nan, np.float32), RATE, subtype="FLOAT")
     return {
         "good": write(folder / "good.wav", data.generate_sound("bells", seconds=1.0)),
         "text": folder / "text.wav",
+        "broken": folder / "broken.mp3",
         "empty": folder / "empty.wav",
         "short": write(folder / "short.wav", tones((440.0,), seconds=0.05)),
         "silent": write(folder / "silent.wav", np.zeros(RATE, np.float32)),
@@ -202,6 +204,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
     ("args", "expected"),
     [
         (["{text}", "{good}"], "is not a readable sound"),
+        (["{good}", "{broken}"], "is not a readable sound"),  # the MP3 decoder's own notes silenced
         (["{good}", "{empty}"], "is empty"),
         (["{short}", "{good}"], "is 0.050 s long; at least 0.232 s"),
         (["{good}", "{silent}"], "is silent"),
@@ -213,12 +216,12 @@ def files(tmp_path: Path) -> dict[str, Path]:
         (["{good}", "{good}", "--init", "zeros"], "invalid choice"),
     ],
 )
-def test_bad_input_is_one_line_exit_2_nothing_written(files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], expected: str) -> None:
+def test_bad_input_is_one_line_exit_2_nothing_written(files: dict[str, Path], tmp_path: Path, capfd: pytest.CaptureFixture[str], args: list[str], expected: str) -> None:
     out = tmp_path / "out" / "result.wav"
     out.parent.mkdir()
     argv = ["audio", *(a.format(**files) for a in args), "-o", str(out), "--filters", "16", "--iterations", "2", "--quiet"]
     assert cli.main(argv) == 2
-    err = capsys.readouterr().err.strip()
+    err = capfd.readouterr().err.strip()
     assert re.match(r"nst-lessons( audio)?: error: ", err) and "\n" not in err and expected in err, err
     assert list(out.parent.iterdir()) == []
 
@@ -226,6 +229,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(files: dict[str, Path], tm
 def test_texture_refuses_bad_lengths_and_output_names(files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for extra, expected in ((["-o", str(tmp_path / "a.wav"), "--seconds", "-1"], "finite number"),
                             (["-o", str(tmp_path / "a.wav"), "--seconds", "0.1"], "seconds must be at least"),
+                            (["-o", str(tmp_path / "a.wav"), "--seconds", "1e305"], "seconds must be at most"),
                             (["-o", str(tmp_path / "a.mp3")], "use .wav or .flac"),
                             (["-o", str(tmp_path / "missing" / "a.wav")], "does not exist")):  # fmt: skip
         assert cli.main(["texture", str(files["good"]), *extra, "--filters", "16", "--iterations", "2", "--quiet"]) == 2
