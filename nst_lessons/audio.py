@@ -762,17 +762,33 @@ def _sample_rate(text: str) -> int:
     return value
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
-    """The options ``audio`` and ``texture`` share for a sound."""
+SOUND_ONLY_OPTIONS = {"seconds": "--seconds", "filters": "--filters", "sample_rate": "--sample-rate",
+                      "griffin_lim_iterations": "--griffin-lim-iterations", "init": "--init"}
+"""``texture``'s options that only a sound takes (argparse dest -> flag), for refusing them with an image."""
+
+
+def add_sound_options(p: argparse.ArgumentParser, texture: bool = False, defaults: bool = True) -> None:
+    """The options only a sound run has: ``--filters``, ``--sample-rate``, ``--griffin-lim-iterations``,
+    ``--init`` (and ``--seconds`` for a texture). With ``defaults=False`` they default to None, so
+    that a command serving images too can tell whether one was given (:func:`run_sound_command`
+    fills in the defaults)."""
+    default = (lambda value: value) if defaults else (lambda value: None)
+    p.add_argument("--filters", type=int_at_least(1), default=default(FILTERS), help=f"sound: N, random filters of width {WIDTH} frames (default {FILTERS})")
+    p.add_argument("--sample-rate", type=_sample_rate, default=default(SAMPLE_RATE), help=f"sound: working and output rate in Hz; inputs are resampled (default {SAMPLE_RATE})")
+    p.add_argument("--griffin-lim-iterations", type=int_at_least(1), default=default(GRIFFIN_LIM_ITERATIONS), help=f"sound: phase recovery iterations (default {GRIFFIN_LIM_ITERATIONS})")
+    p.add_argument("--init", choices=INITS, default=default("spectrum"), help="sound: the start, noise around the style's mean spectrum or Ulyanov & Lebedev's N(0, 1e-3^2) (default spectrum)")
+    if texture:
+        p.add_argument("--seconds", type=positive, help="sound: the texture's length (default: the style's)")
+
+
+def _add_common(p: argparse.ArgumentParser, texture: bool) -> None:
+    """The options of ``audio`` and of ``texture`` for a sound."""
     p.add_argument("-o", "--output", type=Path, required=True, help="the result, .wav or .flac (16-bit, peak at -1 dBFS)")
     p.add_argument("--iterations", type=int_at_least(1), default=ITERATIONS, help=f"L-BFGS iterations (default {ITERATIONS})")
-    p.add_argument("--filters", type=int_at_least(1), default=FILTERS, help=f"N, random filters of width {WIDTH} frames (default {FILTERS})")
     p.add_argument("--seed", type=seed_type, default=0, help="draws the filters, the starting noise and Griffin-Lim's phase (default 0)")
-    p.add_argument("--sample-rate", type=_sample_rate, default=SAMPLE_RATE, help=f"working and output rate in Hz; inputs are resampled (default {SAMPLE_RATE})")
-    p.add_argument("--griffin-lim-iterations", type=int_at_least(1), default=GRIFFIN_LIM_ITERATIONS, help=f"phase recovery iterations (default {GRIFFIN_LIM_ITERATIONS})")
-    p.add_argument("--init", choices=INITS, default="spectrum", help="start: noise around the style's mean spectrum, or Ulyanov & Lebedev's N(0, 1e-3^2) (default spectrum)")
+    add_sound_options(p, texture)
     p.add_argument("--device", type=device_type, help="cpu, cuda or cuda:N (default: cuda when available)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def add_audio_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -790,28 +806,30 @@ def add_audio_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("content", metavar="CONTENT", help="the sound whose content is kept (file or example name, e.g. melody)")
     p.add_argument("style", metavar="STYLE", help="the sound whose texture is taken (file or example name, e.g. rain)")
-    _add_common(p)
+    _add_common(p, texture=False)
     p.add_argument("--content-weight", type=non_negative, default=CONTENT_WEIGHT, help=f"alpha, in Ulyanov & Lebedev's units (default {CONTENT_WEIGHT:g}); larger keeps more of CONTENT")
     p.add_argument("--style-weight", type=non_negative, default=STYLE_WEIGHT, help=f"beta (default {STYLE_WEIGHT:g})")
     p.set_defaults(func=run_sound_command)
 
 
-def add_sound_texture_arguments(p: argparse.ArgumentParser) -> None:
-    """The sound options of ``nst-lessons texture STYLE.wav -o OUT.wav``."""
-    p.add_argument("--seconds", type=positive, help="the texture's length (default: the style's)")
-
-
 def run_sound_command(args: argparse.Namespace) -> int:
     """``audio`` (with ``args.content``) or a sound ``texture`` (without): checks everything the
-    run needs before any work (inputs, output, memory), then runs, then writes atomically."""
+    run needs before any work (inputs, output, memory), then runs, then writes atomically. An
+    option missing from ``args`` or None takes its default (a ``texture`` serving images too)."""
+
+    def option(name: str, default: object) -> object:
+        value = getattr(args, name, None)
+        return default if value is None else value
+
     content = getattr(args, "content", None)
     paths = [resolve_sound(name) for name in ([content] if content is not None else []) + [args.style]]
     check_output(args.output, paths)
     weights = dict(content_weight=args.content_weight, style_weight=args.style_weight) if content is not None else {}
     result = sound_transfer(
         paths[0] if content is not None else None, paths[-1], seconds=getattr(args, "seconds", None),
-        iterations=args.iterations, filters=args.filters, seed=args.seed, sample_rate=args.sample_rate,
-        griffin_lim_iterations=args.griffin_lim_iterations, init=args.init, device=args.device, progress=not args.quiet,
+        iterations=option("iterations", ITERATIONS), filters=option("filters", FILTERS), seed=option("seed", 0),
+        sample_rate=option("sample_rate", SAMPLE_RATE), griffin_lim_iterations=option("griffin_lim_iterations", GRIFFIN_LIM_ITERATIONS),
+        init=option("init", "spectrum"), device=getattr(args, "device", None), progress=not getattr(args, "quiet", False),
         announce=True, **weights,
     )  # fmt: skip
     save_sound(result.samples, result.sample_rate, args.output)
@@ -835,9 +853,16 @@ def add_texture_parser(subparsers: argparse._SubParsersAction) -> None:
         f"(what libsndfile reads: .wav .flac .ogg .mp3 ...) or an example sound ({', '.join(SOUNDS)}).",
     )
     p.add_argument("style", metavar="STYLE", help="the sound to imitate (file or example name, e.g. rain)")
-    _add_common(p)
-    add_sound_texture_arguments(p)
+    _add_common(p, texture=True)
     p.set_defaults(func=run_sound_command)
+
+
+def is_sound_input(style: str | os.PathLike[str]) -> bool:
+    """Whether ``texture``'s STYLE is a sound: an example sound's name or a file whose suffix
+    libsndfile reads (anything else is an image)."""
+    from nst_lessons.data import SOUNDS
+
+    return str(style) in SOUNDS or is_sound_path(style)
 
 
 __all__ = [
@@ -859,7 +884,8 @@ __all__ = [
     "SoundResult",
     "WIDTH",
     "add_audio_parser",
-    "add_sound_texture_arguments",
+    "SOUND_ONLY_OPTIONS",
+    "add_sound_options",
     "add_texture_parser",
     "check_fits",
     "check_output",
@@ -867,6 +893,7 @@ __all__ = [
     "evaluation_flops",
     "frames",
     "griffin_lim",
+    "is_sound_input",
     "is_sound_path",
     "magnitude",
     "measure_rate",
