@@ -2,7 +2,8 @@
 
 Each type parses one command-line value or raises :class:`argparse.ArgumentTypeError`, which the
 command reports as one line. The groups add the options that ``transfer``, ``video`` and
-``style-space`` have in common, with one spelling and one help text.
+``style-space`` have in common, with one spelling and one help text; :func:`network_spec` and
+:func:`style_network_spec` turn the network options into :class:`~nst_lessons.networks.NetworkSpec`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from nst_lessons.networks import NETWORKS, NetworkSpec
 from nst_lessons.vgg import POOLING, WEIGHTS
 
 
@@ -76,13 +78,39 @@ def device(text: str) -> torch.device:
     return parsed
 
 
-def add_network_arguments(p: argparse.ArgumentParser, seed_help: str | None = None) -> None:
-    """``--weights``, ``--pooling``, ``--device`` and, given its help text, ``--seed``."""
+def style_network_option(text: str) -> tuple[str, str | None]:
+    """``NAME`` or ``NAME:WEIGHTS`` (``vgg16``, ``vgg16:random``, ``vgg19:/path/vgg19.pth``)."""
+    name, _, given = text.partition(":")
+    if name not in NETWORKS:
+        raise argparse.ArgumentTypeError(f"unknown network {name!r}; expected one of {', '.join(NETWORKS)}")
+    return name, weights(given) if given else None
+
+
+def add_network_arguments(p: argparse.ArgumentParser, seed_help: str | None = None, style_network: bool = True) -> None:
+    """``--network``, ``--style-network`` (unless ``style_network`` is false), ``--weights``,
+    ``--pooling``, ``--device`` and, given its help text, ``--seed``. Networks registered
+    (:func:`nst_lessons.networks.register_network`) before the parser is built are offered."""
+    p.add_argument(
+        "--network",
+        choices=tuple(NETWORKS),
+        default="vgg19",
+        help="the feature network: " + ", ".join(NETWORKS) + " (default vgg19); its default layers and weights "
+        "alpha, beta, gamma come with it (see the README's weights table)",
+    )
+    if style_network:
+        p.add_argument(
+            "--style-network",
+            type=style_network_option,
+            metavar="NAME[:WEIGHTS]",
+            help="read the style from another network than the content, e.g. vgg16 or vgg16:random "
+            "(its weights default to --weights when that is a name, else imagenet)",
+        )
     p.add_argument(
         "--weights",
         type=weights,
         default="imagenet",
-        help="VGG-19 weights: imagenet, caffe, random (offline; not the paper's look) or a checkpoint file (default imagenet)",
+        help="the network's weights: imagenet, caffe (vgg16, vgg19), random (offline; not the paper's look) "
+        "or a checkpoint file in torchvision's layout (default imagenet)",
     )
     p.add_argument("--pooling", choices=POOLING, default="max", help="default max; the paper uses avg")
     p.add_argument("--device", type=device, help="cpu, cuda or cuda:N (default: cuda when available)")
@@ -90,8 +118,23 @@ def add_network_arguments(p: argparse.ArgumentParser, seed_help: str | None = No
         p.add_argument("--seed", type=seed, help=seed_help)
 
 
+def network_spec(args: argparse.Namespace) -> NetworkSpec:
+    """The content network of the parsed options: ``--network``, ``--weights``, ``--pooling``, ``--seed``."""
+    return NetworkSpec(args.network, args.weights, args.pooling, getattr(args, "seed", None) or 0)
+
+
+def style_network_spec(args: argparse.Namespace) -> NetworkSpec | None:
+    """The style network of ``--style-network NAME[:WEIGHTS]`` (``--pooling`` and ``--seed`` as for
+    the content network), or ``None`` for the same network."""
+    if getattr(args, "style_network", None) is None:
+        return None
+    name, given = args.style_network
+    default = args.weights if args.weights in WEIGHTS else "imagenet"
+    return NetworkSpec(name, given or default, args.pooling, getattr(args, "seed", None) or 0)
+
+
 def add_loss_weight_arguments(p: argparse.ArgumentParser) -> None:
     """``--content-weight``, ``--style-weight`` and ``--tv-weight``: α, β and γ."""
-    p.add_argument("--content-weight", type=non_negative, help="alpha (default depends on --weights)")
-    p.add_argument("--style-weight", type=non_negative, help="beta (default depends on --weights)")
-    p.add_argument("--tv-weight", type=non_negative, help="gamma, total variation (default depends on --weights)")
+    p.add_argument("--content-weight", type=non_negative, help="alpha (default depends on --network and --weights)")
+    p.add_argument("--style-weight", type=non_negative, help="beta (default depends on the style network and its weights)")
+    p.add_argument("--tv-weight", type=non_negative, help="gamma, total variation (default depends on --network and --weights)")

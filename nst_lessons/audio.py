@@ -781,12 +781,12 @@ def add_sound_options(p: argparse.ArgumentParser, texture: bool = False, default
         p.add_argument("--seconds", type=positive, help="sound: the texture's length (default: the style's)")
 
 
-def _add_common(p: argparse.ArgumentParser, texture: bool) -> None:
-    """The options of ``audio`` and of ``texture`` for a sound."""
+def _add_common(p: argparse.ArgumentParser) -> None:
+    """The options of ``audio`` (``texture`` has its own, with the same names: :mod:`nst_lessons.texture`)."""
     p.add_argument("-o", "--output", type=Path, required=True, help="the result, .wav or .flac (16-bit, peak at -1 dBFS)")
     p.add_argument("--iterations", type=int_at_least(1), default=ITERATIONS, help=f"L-BFGS iterations (default {ITERATIONS})")
     p.add_argument("--seed", type=seed_type, default=0, help="draws the filters, the starting noise and Griffin-Lim's phase (default 0)")
-    add_sound_options(p, texture)
+    add_sound_options(p)
     p.add_argument("--device", type=device_type, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
@@ -806,7 +806,7 @@ def add_audio_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("content", metavar="CONTENT", help="the sound whose content is kept (file or example name, e.g. melody)")
     p.add_argument("style", metavar="STYLE", help="the sound whose texture is taken (file or example name, e.g. rain)")
-    _add_common(p, texture=False)
+    _add_common(p)
     p.add_argument("--content-weight", type=non_negative, default=CONTENT_WEIGHT, help=f"alpha, in Ulyanov & Lebedev's units (default {CONTENT_WEIGHT:g}); larger keeps more of CONTENT")
     p.add_argument("--style-weight", type=non_negative, default=STYLE_WEIGHT, help=f"beta (default {STYLE_WEIGHT:g})")
     p.set_defaults(func=run_sound_command)
@@ -841,22 +841,6 @@ def run_sound_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_texture_parser(subparsers: argparse._SubParsersAction) -> None:
-    """``nst-lessons texture STYLE -o OUT`` for sounds."""
-    from nst_lessons.data import SOUNDS
-
-    p = subparsers.add_parser(
-        "texture",
-        help="synthesise a sound texture from an example",
-        description="Texture synthesis: a new OUT with the Gram matrix (the statistics over time) of "
-        "STYLE's random features and nothing else (Ulyanov & Lebedev, 2016). STYLE is a sound file "
-        f"(what libsndfile reads: .wav .flac .ogg .mp3 ...) or an example sound ({', '.join(SOUNDS)}).",
-    )
-    p.add_argument("style", metavar="STYLE", help="the sound to imitate (file or example name, e.g. rain)")
-    _add_common(p, texture=True)
-    p.set_defaults(func=run_sound_command)
-
-
 def is_sound_input(style: str | os.PathLike[str]) -> bool:
     """Whether ``texture``'s STYLE is a sound: an example sound's name or a file whose suffix
     libsndfile reads (anything else is an image)."""
@@ -886,7 +870,6 @@ __all__ = [
     "add_audio_parser",
     "SOUND_ONLY_OPTIONS",
     "add_sound_options",
-    "add_texture_parser",
     "check_fits",
     "check_output",
     "estimate_memory",

@@ -30,8 +30,7 @@ from nst_lessons.data import resolve_image
 from nst_lessons.images import ImageError, ImageLike, check_output_path, load_image, save_image
 from nst_lessons.pyramid import pyramid_transfer
 from nst_lessons.targets import StyleTargets, as_list, shared_targets
-from nst_lessons.transfer import TransferResult, style_transfer
-from nst_lessons.vgg import VGG19, load_vgg19
+from nst_lessons.transfer import Network, TransferResult, load_networks, pop_legacy, style_transfer
 
 _TARGET_OPTIONS = ("style_size", "style_scale", "style_blend_weights", "masks")
 """Options that shape the style targets: given to :meth:`StyleTargets.compute` once, not to each run."""
@@ -119,8 +118,8 @@ def run_batch(
     *,
     overwrite: bool = False,
     levels: Sequence[tuple[int, int]] | None = None,
-    weights: str | os.PathLike[str] | VGG19 = "imagenet",
-    pooling: str = "max",
+    network: Network = "vgg19",
+    style_network: Network | None = None,
     device: str | torch.device | None = None,
     on_result: Callable[[Path, Path, TransferResult], None] | None = None,
     **options: object,
@@ -139,7 +138,7 @@ def run_batch(
         overwrite: replace existing outputs instead of keeping them.
         levels: ``[(size, iterations), ...]`` to run :func:`~nst_lessons.pyramid.pyramid_transfer`
             instead of :func:`~nst_lessons.transfer.style_transfer`.
-        weights, pooling, device: VGG-19 as for ``style_transfer``; a name is loaded once here.
+        network, style_network, device: as for ``style_transfer``; each network is loaded once here.
         on_result: called as ``on_result(content, output, result)`` after each image is written.
         **options: any other ``style_transfer`` (or ``pyramid_transfer``) argument, the same for
             all, except ``masks``, which belong to one content image.
@@ -157,7 +156,10 @@ def run_batch(
         raise ImageError(f"no images in {', '.join(str(c) for c in contents) or 'the content list'}")
     out_dir = check_results_folder(out_dir)
     out_dir.mkdir(exist_ok=True)
-    model = weights if isinstance(weights, VGG19) else load_vgg19(weights, pooling=pooling, device=device)
+    options = dict(options)
+    network, _ = pop_legacy(options, network, options.get("seed"), "run_batch")  # type: ignore[arg-type]
+    model, style_model = load_networks(network, style_network, device, options.get("seed"))  # type: ignore[arg-type]
+    options.update(network=model, style_network=style_model)
     base: StyleTargets | None = None  # the first image's targets, which every other's are rescaled from
     per_image = {key: value for key, value in options.items() if key not in _TARGET_OPTIONS}
     report = BatchReport()
@@ -173,15 +175,15 @@ def run_batch(
             continue
         try:
             if levels is not None:
-                result = pyramid_transfer(content, styles, levels, weights=model, device=device, **options)
+                result = pyramid_transfer(content, styles, levels, device=device, **options)
             else:
                 image = load_image(content, options.get("size", 512))  # type: ignore[arg-type]
                 size = (image.height, image.width)
                 if base is None:
-                    base = shared_targets(model, styles, size, options)
+                    base = shared_targets(style_model or model, styles, size, options)
                 targets = base.at(size) if base is not None else None
                 run = options if targets is None else dict(per_image, style_targets=targets)
-                result = style_transfer(image, styles, weights=model, device=device, **run)
+                result = style_transfer(image, styles, device=device, **run)
         except torch.OutOfMemoryError:
             report.failed.append((content, "out of memory on the device; try a smaller --size"))
             continue

@@ -64,14 +64,15 @@ from nst_lessons.transfer import (
     backend_flags,
     iteration,
 )
-from nst_lessons.vgg import IMAGENET_MEAN, IMAGENET_STD, LAYERS, VGG19, RandomWeightsWarning, load_vgg19, resolve_layer
+from nst_lessons.networks import FeatureNetwork, describe_network
+from nst_lessons.vgg import IMAGENET_MEAN, IMAGENET_STD, VGG, RandomWeightsWarning, load_vgg19
 
 MODES: dict[str, dict[str, object]] = {
     "fp32": {"precision": "fp32", "channels_last": False, "cuda_graphs": False},
     "tf32": {"precision": "tf32", "channels_last": True, "cuda_graphs": True},
     "bf16": {"precision": "bf16", "channels_last": True, "cuda_graphs": True},
 }
-"""This package's modes, as :func:`~nst_lessons.transfer.style_transfer` options."""
+"""This package's modes, as the fields of :class:`~nst_lessons.transfer.Speed` (``style_transfer(speed=Speed(**MODES[m]))``)."""
 REDUCED = ("tf32", "bf16")
 """The fast modes, each checked against fp32's loss."""
 BASELINES = ("baseline", "baseline-fp32")
@@ -86,19 +87,23 @@ ALPHA, BETA = 1.0, 1e8  # the "imagenet" defaults; no TV term, which the tutoria
 # --------------------------------------------------------------------------- FLOPs
 
 
-def flops_per_evaluation(height: int, width: int, content_layers: Sequence[str], style_layers: Sequence[str]) -> int:
+def flops_per_evaluation(
+    height: int, width: int, content_layers: Sequence[str], style_layers: Sequence[str], network: FeatureNetwork | None = None
+) -> int:
     """Floating-point operations (2 per multiply-add) in the convolutions and Gram matmuls of one
     evaluation at a content size H x W.
 
     Each 3x3 convolution up to the deepest layer costs 2 * 9 * C_in * C_out * H_l * W_l forward and
     the same again for its gradient with respect to its input (the weights need no gradient). Each
     style layer's Gram G = F F^T costs 2 N^2 M forward and 2 * 2 N^2 M backward (one product for
-    each operand). Element-wise work (ReLU, pooling, the losses) is not counted.
+    each operand). Element-wise work (ReLU, pooling, the losses) is not counted. ``network``: default
+    VGG-19 (its description: nothing is loaded).
     """
-    shapes = memory.layer_shapes(height, width, max([*content_layers, *style_layers], key=resolve_layer))
-    convs = [(c, h * w) for name, c, h, w in shapes if name.startswith("conv")]
-    conv = sum(2 * 9 * c_in * c_out * m for (c_in, _), (c_out, m) in zip(memory.conv_parameters(shapes[-1][0]), convs))
-    gram = sum(3 * 2 * c * c * h * w for name, c, h, w in shapes if name in style_layers)
+    network = describe_network("vgg19") if network is None else network
+    layers = [*content_layers, *style_layers]
+    conv = 2 * network.multiply_adds(height, width, layers)
+    shapes = network.layer_shapes(height, width, layers)
+    gram = sum(3 * 2 * c * c * h * w for name, (c, h, w) in shapes.items() if name in style_layers)
     return 2 * conv + gram
 
 
@@ -143,7 +148,7 @@ class _StyleLoss(nn.Module):
 
 
 def tutorial_step(
-    vgg: VGG19, content: Tensor, style: Tensor, x: Tensor, history_size: int
+    vgg: VGG, content: Tensor, style: Tensor, x: Tensor, history_size: int
 ) -> tuple[Callable[[], Tensor], Callable[[], None]]:
     """The tutorial's model and closure on ``vgg``'s layers: (closure, one L-BFGS iteration).
 
@@ -153,8 +158,8 @@ def tutorial_step(
     """
     model = nn.Sequential(_Normalization(content.device))
     content_losses, style_losses = [], []
-    deepest = max(resolve_layer(name) for name in (*CONTENT_LAYERS, *STYLE_LAYERS))
-    for name, layer in zip(LAYERS[: deepest + 1], vgg.features):
+    deepest = vgg.layer_index(vgg.deepest((*CONTENT_LAYERS, *STYLE_LAYERS)))
+    for name, layer in zip(vgg.layers[: deepest + 1], vgg.features):
         model.add_module(name, nn.ReLU(inplace=False) if isinstance(layer, nn.ReLU) else layer)
         if name in CONTENT_LAYERS:
             content_losses.append(_ContentLoss(model(content).detach()))
@@ -211,7 +216,7 @@ def _peak_gib(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
 
-def _objective(vgg: VGG19, content: Tensor, style: Tensor, precision: str = "fp32", channels_last: bool = False) -> Objective:
+def _objective(vgg: VGG, content: Tensor, style: Tensor, precision: str = "fp32", channels_last: bool = False) -> Objective:
     """This package's objective on the baseline's terms: same layers and weights, no TV."""
     weights = {name: 1 / len(STYLE_LAYERS) for name in STYLE_LAYERS}
     return Objective(
@@ -220,7 +225,7 @@ def _objective(vgg: VGG19, content: Tensor, style: Tensor, precision: str = "fp3
 
 
 def measure_mode(
-    mode: str, vgg: VGG19, content: Tensor, style: Tensor, history: int, warmup: int, args: argparse.Namespace
+    mode: str, vgg: VGG, content: Tensor, style: Tensor, history: int, warmup: int, args: argparse.Namespace
 ) -> dict[str, float | None]:
     """ms per evaluation and per iteration, and the peak memory, of one mode at one size, with an
     L-BFGS history of ``history`` pairs after ``warmup`` untimed iterations."""
@@ -327,7 +332,7 @@ def _fits(needed: int, device: torch.device) -> str | None:
     return f"needs about {needed / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free"
 
 
-def _best_iterate(vgg: VGG19, content: Tensor, style: Tensor, options: dict[str, object], args: argparse.Namespace) -> Tensor:
+def _best_iterate(vgg: VGG, content: Tensor, style: Tensor, options: dict[str, object], args: argparse.Namespace) -> Tensor:
     """The best x of a ``--check-iterations`` run in one mode, unclamped."""
     device = content.device
     with backend_flags(str(options["precision"]), device):
@@ -341,7 +346,7 @@ def _best_iterate(vgg: VGG19, content: Tensor, style: Tensor, options: dict[str,
     return tracker.best_x
 
 
-def loss_check(vgg: VGG19, size: int, args: argparse.Namespace, device: torch.device) -> dict[str, object]:
+def loss_check(vgg: VGG, size: int, args: argparse.Namespace, device: torch.device) -> dict[str, object]:
     """Run ``size`` px in fp32 and in each reduced-precision mode, and score every run's best iterate
     with the fp32 objective. A mode passes if its loss is at most 1% above fp32's.
 
@@ -386,6 +391,46 @@ def _cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
+def network_evaluations(
+    names: Sequence[str], sizes: Sequence[int], device: torch.device, block: int, repeats: int
+) -> list[dict[str, object]]:
+    """ms per evaluation (forward and backward of L_total) of each network with its own default
+    layers and loss weights, per size. The networks take turns block by block (on a shared CPU, load
+    then hits them alike); median and minimum over ``repeats`` blocks, and each one's ratio to the
+    first network's median."""
+    from nst_lessons.networks import load_network
+    from nst_lessons.targets import style_layer_weights
+
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RandomWeightsWarning)
+        networks = {name: load_network(name, device, weights="random") for name in names}
+    for size in sizes:
+        content, style = _square("grace_hopper", size, device), _square("mosaic", size, device)
+        runs = {}
+        for name, net in networks.items():
+            objective = Objective(net, content, style, net.content_layers, style_layer_weights(None, net), *net.loss_weights)
+            x = content.clone().requires_grad_(True)
+            runs[name] = (lambda objective=objective, x=x: objective(x))
+            runs[name]()  # warm-up: the FFT's kernel spectra, allocator
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(repeats):
+            for name, run in runs.items():
+                times[name].append(time_ms(run, device, block, 1)[0])
+        first = statistics.median(times[names[0]])
+        row = {"size": size, "networks": {
+            name: {"ms_per_evaluation": statistics.median(t), "min_ms": min(t), "ratio": statistics.median(t) / first}
+            for name, t in times.items()
+        }}  # fmt: skip
+        rows.append(row)
+        print(f"{size} px, ms/evaluation (median of {repeats} interleaved blocks of {block}): " + ", ".join(
+            f"{name} {r['ms_per_evaluation']:.0f} (min {r['min_ms']:.0f}, x{r['ratio']:.2f})" for name, r in row["networks"].items()
+        ))  # fmt: skip
+        del runs
+        _release(device)
+    return rows
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m nst_lessons.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", help="square sizes in px (default 256 ... 4096 on a GPU, 128 256 on the CPU)")
@@ -399,14 +444,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check-size", type=int, help="size of the fp32-vs-fast loss check (default 512, else the smallest size)")
     p.add_argument("--check-iterations", type=int, help="iterations of the loss check (default 500; 0 skips it)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument(
+        "--networks", nargs="*", default=["vgg19", "multiscale"],
+        help="also time one evaluation of these networks (own layers and weights), interleaved, at each size "
+        "(default vgg19 multiscale; none: skip)",
+    )
+    p.add_argument("--only-networks", action="store_true", help="time only the networks, not the modes")
     p.add_argument("--tiny", action="store_true", help=f"smoke test: defaults become {TINY}")
     p.add_argument("--out", type=Path, help="JSON output (default bench/results/<device>-<date>.json)")
     return p
 
 
-def measure_size(size: int, modes: Sequence[str], vgg: VGG19, args: argparse.Namespace, device: torch.device) -> dict[str, object]:
+def measure_size(size: int, modes: Sequence[str], vgg: VGG, args: argparse.Namespace, device: torch.device) -> dict[str, object]:
     """Every mode, and the L-BFGS bookkeeping, at ``size`` x ``size`` px; prints a table as it goes."""
-    flops = flops_per_evaluation(size, size, CONTENT_LAYERS, STYLE_LAYERS)
+    flops = flops_per_evaluation(size, size, CONTENT_LAYERS, STYLE_LAYERS, vgg)
     content, style = _square("waves", size, device), _square("strokes", size, device)
     row: dict[str, object] = {"size": size, "gflop_per_eval": flops / 1e9, "modes": {}, "skipped": {}, "failed": {}}
     print(f"\n{size}x{size} px, {flops / 1e9:.1f} GFLOP per evaluation")
@@ -415,7 +466,7 @@ def measure_size(size: int, modes: Sequence[str], vgg: VGG19, args: argparse.Nam
     for mode in modes:
         precision = str(MODES.get(mode, {"precision": "fp32"})["precision"])
         estimates = {
-            m: memory.estimate(size, size, CONTENT_LAYERS, STYLE_LAYERS, precision=precision, history_size=m, tv=False)
+            m: memory.estimate(size, size, CONTENT_LAYERS, STYLE_LAYERS, network=vgg, precision=precision, history_size=m, tv=False)
             for m in (args.history_size, *(h for h in SMALLER_HISTORIES if h < args.history_size))
         }
         history = next((m for m, e in estimates.items() if _fits(e.total, device) is None), None)
@@ -476,8 +527,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.weights == "random":
         print("weights: random (timing is the same as with trained weights; the images are not the paper's)")
 
+    networks = network_evaluations(args.networks, args.sizes, device, args.block, args.repeats) if args.networks else []
     results = []
-    for size in args.sizes:
+    for size in [] if args.only_networks else args.sizes:
         results.append(measure_size(size, modes, vgg, args, device))
         _release(device)
     report: dict[str, object] = {
@@ -493,9 +545,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "modes": {m: MODES.get(m, "tutorial") for m in modes},
         },  # fmt: skip
         "results": results,
+        "networks": networks,
     }
     failed = any(r["failed"] for r in results)
-    if args.check_iterations > 0:
+    if args.check_iterations > 0 and not args.only_networks:
         check_size = args.check_size or (512 if 512 in args.sizes else min(args.sizes))
         try:
             report["loss_check"] = check = loss_check(vgg, check_size, args, device)

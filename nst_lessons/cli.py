@@ -2,11 +2,11 @@
 
     nst-lessons transfer CONTENT STYLE [STYLE ...] -o OUT.png [options]   stylise a photo
     nst-lessons transfer CONTENT [CONTENT ...] STYLE -o FOLDER [options]  stylise many (files and/or folders)
-    nst-lessons weights {imagenet,caffe}                      download VGG-19 weights once
+    nst-lessons weights {imagenet,caffe} [--network vgg16]    download VGG weights once
     nst-lessons style-space FOLDER -o OUT                     compare a collection by style and content
     nst-lessons video IN STYLE -o OUT [options]               stylise a video (mp4, webm, gif, frames)
     nst-lessons audio CONTENT STYLE -o OUT.wav [options]      give a sound another's texture
-    nst-lessons texture STYLE.wav -o OUT.wav [--seconds S]    synthesise a sound texture
+    nst-lessons texture STYLE -o OUT [options]                synthesise a texture like STYLE (an image or a sound)
     nst-lessons examples                                      list the example images and sounds
     nst-lessons grade SUBMISSION.ipynb --results results.json grade an exercise notebook
     nst-lessons release [COURSE]                              write the student notebooks
@@ -27,8 +27,10 @@ from pathlib import Path
 import torch
 
 from nst_lessons import __version__
-from nst_lessons.arguments import add_loss_weight_arguments, add_network_arguments, int_at_least, non_negative, positive
-from nst_lessons.audio import add_audio_parser, add_texture_parser
+from nst_lessons.arguments import (
+    add_loss_weight_arguments, add_network_arguments, int_at_least, network_spec, non_negative, positive, style_network_spec,
+)  # fmt: skip
+from nst_lessons.audio import add_audio_parser
 from nst_lessons.batch import is_batch_output, resolve_content, run_batch_command
 from nst_lessons.book import add_book_parser
 from nst_lessons.color import COLOR_MODES
@@ -37,8 +39,9 @@ from nst_lessons.grading.cli import add_grade_parser, add_release_parser
 from nst_lessons.images import MIN_SIDE, ImageError, check_output_path, save_image
 from nst_lessons.pyramid import parse_levels, pyramid_transfer
 from nst_lessons.style_space import add_style_space_parser
-from nst_lessons.transfer import CONTENT_LAYERS, INITS, OPTIMIZERS, PRECISIONS, STYLE_LAYERS, style_transfer
-from nst_lessons.vgg import CHECKPOINTS, WeightsError, fetch_weights, resolve_layer, weights_home
+from nst_lessons.texture import add_texture_parser
+from nst_lessons.transfer import INITS, OPTIMIZERS, PRECISIONS, Speed, style_transfer
+from nst_lessons.vgg import ARCHS, CHECKPOINTS, WeightsError, fetch_weights, weights_home
 from nst_lessons.video import add_video_parser
 
 
@@ -54,14 +57,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _layers(text: str) -> list[str]:
+    """Comma-separated layer names, each once; whether the network has them is checked against the
+    network chosen (``style_transfer`` does it before any work)."""
     names = [name.strip() for name in text.split(",") if name.strip()]
     if len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(f"a layer is named twice in {text!r}")
-    for name in names:
-        try:
-            resolve_layer(name)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
     return names
 
 
@@ -90,7 +90,7 @@ def _add_transfer(subparsers: argparse._SubParsersAction) -> None:
         "transfer",
         help="render a content photo in the style of a painting",
         description="Neural style transfer (Gatys et al., 2015): optimise the pixels of OUT so that its "
-        "VGG-19 features match CONTENT's content and STYLE's style. CONTENT and STYLE are image files "
+        "features in a network (--network, default VGG-19) match CONTENT's content and STYLE's style. CONTENT and STYLE are image files "
         f"or example names ({', '.join(EXAMPLES)}). Several styles (repeated, or comma-separated) are "
         "blended, or with --content-mask/--style-mask each rules its own region.",
     )
@@ -116,12 +116,11 @@ def _add_transfer(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--learning-rate", type=positive, default=0.02, help="Adam's step size (default 0.02)")
     p.add_argument("--init", default="content", help=f"starting image: {', '.join(INITS)} or an image file (default content)")
     add_network_arguments(p, seed_help="seed for the noise init and random weights")
-    p.add_argument("--content-layers", type=_layers, default=list(CONTENT_LAYERS), help="comma-separated (default relu4_2)")
+    p.add_argument("--content-layers", type=_layers, help="comma-separated (default: the network's, relu4_2 for VGG)")
     p.add_argument(
         "--style-layers",
         type=_style_layers,
-        default=list(STYLE_LAYERS),
-        help="comma-separated, optionally name:weight (default relu1_1,...,relu5_1, equal weights)",
+        help="comma-separated, optionally name:weight (default: the style network's, relu1_1,...,relu5_1 for VGG, equal weights)",
     )
     add_loss_weight_arguments(p)
     p.add_argument("--tv-squared", action="store_true", help="squared total variation instead of the L1 form")
@@ -205,9 +204,10 @@ def _run_transfer(args: argparse.Namespace) -> int:
         style_size=args.style_size, optimizer=args.optimizer, learning_rate=args.learning_rate,
         content_layers=args.content_layers, style_layers=args.style_layers, content_weight=args.content_weight,
         style_weight=args.style_weight, tv_weight=args.tv_weight, tv_squared=args.tv_squared, init=init,
-        weights=args.weights, pooling=args.pooling, device=args.device, seed=args.seed, gradients=args.gradients,
-        history_size=args.history_size, precision=args.precision, channels_last=args.channels_last,
-        cuda_graphs=args.cuda_graphs, check_memory=not args.no_memory_check, progress=not args.quiet,
+        network=network_spec(args), style_network=style_network_spec(args), device=args.device, seed=args.seed,
+        gradients=args.gradients, history_size=args.history_size,
+        speed=Speed(args.precision, args.channels_last, args.cuda_graphs), check_memory=not args.no_memory_check,
+        progress=not args.quiet,
         style_scale=args.style_scale, style_blend_weights=args.style_blend_weights, masks=masks,
         preserve_color=args.preserve_color, normalize_gradients=args.normalize_gradients, print_every=args.print_every,
     )  # fmt: skip
@@ -239,13 +239,15 @@ def _run_transfer(args: argparse.Namespace) -> int:
 def _add_weights(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "weights",
-        help="download and cache VGG-19 weights",
-        description="Download a published VGG-19 checkpoint once, verify its SHA-256 and keep its "
+        help="download and cache VGG weights",
+        description="Download a published VGG checkpoint once, verify its SHA-256 and keep its "
         "convolutional part under $NST_LESSONS_HOME (default: torch's hub cache). "
-        "$NST_LESSONS_WEIGHTS_MIRROR=<base URL> fetches from a mirror holding the same file names.",
+        "$NST_LESSONS_WEIGHTS_MIRROR=<base URL> fetches from a mirror holding the same file names. "
+        "Published: " + ", ".join(f"{arch} {weights}" for arch, weights in CHECKPOINTS) + ".",
     )
-    p.add_argument("name", choices=tuple(CHECKPOINTS), help="which weights")
-    p.set_defaults(func=lambda args: print(fetch_weights(args.name)) or 0)
+    p.add_argument("name", choices=tuple(dict.fromkeys(w for _, w in CHECKPOINTS)), help="which weights")
+    p.add_argument("--network", choices=ARCHS, default="vgg19", help="which VGG (default vgg19)")
+    p.set_defaults(func=lambda args: print(fetch_weights(args.name, arch=args.network)) or 0)
 
 
 def _add_examples(subparsers: argparse._SubParsersAction) -> None:

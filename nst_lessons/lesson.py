@@ -1,4 +1,4 @@
-"""What the lesson notebooks share: how big and how long to run, and which VGG-19 to use.
+"""What the lesson notebooks share: how big and how long to run, and which network (VGG-19 by default) to use.
 
 Three modes, chosen automatically:
 
@@ -13,6 +13,7 @@ to random weights when they cannot be had, saying so in a banner that no one can
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -23,7 +24,8 @@ from PIL import Image
 
 from nst_lessons.data import CLASSICS, example_path
 from nst_lessons.images import ImageError, load_image
-from nst_lessons.vgg import VGG19, RandomWeightsWarning, WeightsError, default_device, load_vgg19
+from nst_lessons.networks import FeatureNetwork, NetworkSpec, load_network
+from nst_lessons.vgg import RandomWeightsWarning, WeightsError, default_device
 
 FAST_ENV = "NST_LESSONS_FAST"
 """Set this environment variable to ``1`` for the fast mode."""
@@ -114,12 +116,14 @@ def setup(cpu: str, gpu: str, seed: int = 0) -> Settings:
 
 # --------------------------------------------------------------------------- weights
 
-_MODELS: dict[tuple[str, str, str], tuple[VGG19, str]] = {}
-"""Loaded models by (weights asked for, pooling, device), with why their weights are random ("" if not)."""
+_MODELS: dict[tuple[NetworkSpec, str], tuple[FeatureNetwork, str]] = {}
+"""Loaded models by (spec asked for, device), with why their weights are random ("" if not)."""
 
 
-def load_model(pooling: str = "max", weights: str | None = None, device: str | torch.device | None = None) -> VGG19:
-    """VGG-19 for a notebook: the real weights when they can be had, random ones otherwise.
+def load_model(
+    pooling: str = "max", weights: str | None = None, device: str | torch.device | None = None, network: str = "vgg19"
+) -> FeatureNetwork:
+    """A network (default VGG-19) for a notebook: the real weights when they can be had, random ones otherwise.
 
     In fast mode the weights are random without any network access. Otherwise ``weights``
     (default ``"imagenet"``) is loaded, downloading once; if that fails (offline, say), random
@@ -131,28 +135,50 @@ def load_model(pooling: str = "max", weights: str | None = None, device: str | t
         weights: ``"imagenet"``, ``"caffe"``, ``"random"`` or a checkpoint path; ``None`` picks
             ``"random"`` in fast mode and ``"imagenet"`` otherwise.
         device: ``None`` takes the device of :func:`settings`.
+        network: a name in :data:`nst_lessons.networks.NETWORKS`.
     """
     s = settings(device)
-    wanted = weights or ("random" if s.mode == "fast" else "imagenet")
-    key = (wanted, pooling, str(s.device))
+    wanted = NetworkSpec(network, weights or ("random" if s.mode == "fast" else "imagenet"), pooling)
+    key = (wanted, str(s.device))
     if key not in _MODELS:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RandomWeightsWarning)  # the banner below says it louder
             try:
-                model = load_vgg19(wanted, pooling=pooling, device=s.device)
+                model = load_network(wanted, s.device)
                 reason = "fast test mode" if s.mode == "fast" else "weights='random' was asked for"
             except WeightsError as error:
-                model, reason = load_vgg19("random", pooling=pooling, device=s.device), str(error)
+                model, reason = load_network(wanted.with_(weights="random"), s.device), str(error)
         _MODELS[key] = (model, reason if is_random(model) else "")
     model, reason = _MODELS[key]
     if is_random(model):
-        random_weights_banner(reason)
+        random_weights_banner(reason, model.title)
     return model
 
 
-def is_random(model: VGG19) -> bool:
-    """True when ``model`` has random, untrained weights."""
-    return model.weights == "random"
+def is_random(model: FeatureNetwork) -> bool:
+    """True when ``model`` is a network meant to be trained whose weights are random: what the red
+    band warns about. The multi-scale network's filters are random by design (it is what it is
+    meant to be, and makes real textures), so it gets no band, only its name under the figure."""
+    return model.random and model.name != "multiscale"
+
+
+def style_model(pooling: str = "max") -> FeatureNetwork:
+    """The network for figures whose point is texture or style: VGG-19 with its trained weights
+    when they can be had; otherwise (offline, fast mode) the random multi-scale network
+    (:mod:`nst_lessons.multiscale`), which makes recognisable textures without any training
+    (notebook 12). Says in one line which one it is."""
+    s = settings()
+    trained = NetworkSpec("vgg19", "imagenet", pooling)
+    key = (trained, f"style figures on {s.device}")  # cached apart from load_model's, failures too
+    if key not in _MODELS:
+        model = None
+        if s.mode != "fast":
+            with contextlib.suppress(WeightsError):
+                model = load_network(trained, s.device)
+        _MODELS[key] = (model or load_network("multiscale", s.device), "")
+    model = _MODELS[key][0]
+    print(f"Texture and style figures use {model.describe()}.")
+    return model
 
 
 def _real_weights_advice() -> str:
@@ -162,13 +188,13 @@ def _real_weights_advice() -> str:
     return "Rerun with internet access to download the real weights once."
 
 
-def random_weights_banner(reason: str = "") -> None:
-    """Show, in red, that the images that follow come from an untrained network.
+def random_weights_banner(reason: str = "", title: str = "VGG-19") -> None:
+    """Show, in red, that the images that follow come from an untrained network (``title``).
 
     In a notebook this is an HTML box; elsewhere the same words are printed.
     """
     text = (
-        "RANDOM WEIGHTS: this VGG-19 is untrained"
+        f"RANDOM WEIGHTS: this {title} is untrained"
         + (f" ({reason})" if reason else "")
         + ". The images below show the mechanics only and do NOT look like what neural style "
         f"transfer produces. {_real_weights_advice()}"

@@ -20,8 +20,9 @@ G_r^l = F^l diag(T_r^l)^2 (F^l)^T * M_l / sum_k T_r^l[k]^2 (``area_weights(T, po
 agree on binary masks; on soft boundaries T^2 gives a boundary position less weight, and the
 weights of regions that partition the image no longer add up to 1 there.
 
-Carrying a mask down: the convolutions (3x3, padding 1) keep the grid, and at each of VGG-19's
-2x2 poolings the mask is *average*-pooled in the same 2x2 windows (cropping an odd last row or
+Carrying a mask down is the network's to say (:meth:`nst_lessons.networks.FeatureNetwork.layer_masks`).
+In VGG the convolutions (3x3, padding 1) keep the grid, and at each 2x2 pooling the mask is
+*average*-pooled in the same 2x2 windows (cropping an odd last row or
 column, as the network does). Average pooling keeps the fraction of each window that lies in the
 region, so boundary positions get soft weights, and because it is linear, masks that partition
 the image (sum_r T_r = 1 everywhere) still partition every layer's grid: no position is counted
@@ -55,7 +56,7 @@ from PIL import Image
 from torch import Tensor
 
 from nst_lessons.images import ImageError, ImageLike, _open
-from nst_lessons.vgg import LAYERS, resolve_layer
+from nst_lessons.networks import FeatureNetwork, describe_network
 
 
 FAINT = 0.5
@@ -107,25 +108,22 @@ def load_mask(mask: ImageLike, size: tuple[int, int], what: str = "mask") -> Ten
     return m
 
 
-def layer_masks(mask: Tensor, layers: Iterable[str]) -> dict[str, Tensor]:
-    """A mask carried down VGG-19 to each named layer: average-pooled 2x2 at every pooling before it.
+def layer_masks(mask: Tensor, layers: Iterable[str], network: FeatureNetwork | None = None) -> dict[str, Tensor]:
+    """A mask carried down ``network`` (default VGG-19) to each named layer: for VGG, average-pooled
+    2x2 at every pooling before it (:meth:`~nst_lessons.networks.FeatureNetwork.layer_masks`).
 
     Args:
         mask: (B,1,H,W), the image-sized mask.
-        layers: names from :data:`nst_lessons.vgg.LAYERS`.
+        layers: names of the network's layers.
 
     Returns:
         ``{name: T^l}``, each (B,1,H_l,W_l), the grid of that layer's feature maps.
     """
-    wanted = {resolve_layer(name): name for name in layers}
-    out: dict[str, Tensor] = {}
-    m = mask
-    for i in range(max(wanted, default=-1) + 1):
-        if LAYERS[i].startswith("pool"):
-            m = nnf.avg_pool2d(m, 2, 2)
-        if i in wanted:
-            out[wanted[i]] = m
-    return out
+    layers = list(layers)
+    network = describe_network("vgg19") if network is None else network
+    for name in layers:
+        network.layer_index(name)
+    return network.layer_masks(mask, layers)
 
 
 def check_covers(T: Tensor, what: str = "mask") -> None:

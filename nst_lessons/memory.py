@@ -1,18 +1,21 @@
 """How much memory a style-transfer run needs, worked out before it starts, and a refusal with the
 largest size that fits instead of an out-of-memory traceback half-way through.
 
-The estimate is analytic, from VGG-19's layer shapes up to the deepest layer used:
+The estimate is analytic, from the layer shapes of the network(s) in use up to the deepest layer
+each is read at (:class:`nst_lessons.networks.FeatureNetwork` describes itself; content and style
+may come from two networks, and both are counted):
 
-- activations: what autograd keeps for the backward pass. Each convolution keeps its input and
-  weight, each ReLU its output, each max pooling its input and int64 indices; the loss keeps the
-  features it reads (as float32 copies under bf16), the content difference F - P and G - A per
-  style layer. Storage shared between layers (a ReLU's output is the next layer's input) is
-  counted once. The tests check this count against the tensors autograd actually saves.
+- activations: what autograd keeps for the backward pass. The network reports what its forward
+  pass keeps (:meth:`~nst_lessons.networks.FeatureNetwork.saved_bytes`: for VGG each convolution
+  its input and weight, each ReLU its output, each max pooling its input and int64 indices); the
+  loss keeps the features it reads (as float32 copies under bf16), the content difference F - P
+  and G - A per style layer. Storage shared between layers (a ReLU's output is the next layer's
+  input) is counted once. The tests check this count against the tensors autograd actually saves.
 - transient: the gradients in flight at the backward pass's peak, taken as two feature maps of
   the largest layer in the activations' dtype plus one in float32.
 - optimizer: the L-BFGS history, 2 m n values for n = 3 H W pixels, and a dozen n-vectors of
   working space (Adam: its two moments instead of the history).
-- model: the parameters up to the deepest layer.
+- model: the parameters up to the deepest layer of each network.
 - images: x, its gradient, the best image, the content and style images, and the targets.
 
 Not counted: the CUDA context, cuDNN's workspace and the allocator's fragmentation, hence the
@@ -27,37 +30,10 @@ from dataclasses import dataclass
 
 import torch
 
-from nst_lessons.vgg import _CONFIG, LAYERS, resolve_layer
+from nst_lessons.networks import FeatureNetwork, describe_network
 
 _BYTES = {"fp32": 4, "tf32": 4, "bf16": 2}
-FLOAT, INDEX = 4, 8
-
-
-def layer_shapes(height: int, width: int, deepest: str) -> list[tuple[str, int, int, int]]:
-    """``(name, channels, height, width)`` of every layer's output from conv1_1 to ``deepest``.
-
-    3x3 convolutions with padding 1 keep the size; 2x2 pooling halves it, rounding down.
-    """
-    channels = [c for c, n_convs in _CONFIG for _ in range(n_convs)]
-    shapes, c, h, w = [], 3, height, width
-    for name in LAYERS[: resolve_layer(deepest) + 1]:
-        if name.startswith("conv"):
-            c = channels.pop(0)
-        elif name.startswith("pool"):
-            h, w = h // 2, w // 2
-        shapes.append((name, c, h, w))
-    return shapes
-
-
-def conv_parameters(deepest: str) -> list[tuple[int, int]]:
-    """``(c_in, c_out)`` of each 3x3 convolution up to ``deepest``."""
-    shapes = layer_shapes(1, 1, deepest)
-    c_in, out = 3, []
-    for name, c, _, _ in shapes:
-        if name.startswith("conv"):
-            out.append((c_in, c))
-            c_in = c
-    return out
+FLOAT = 4
 
 
 @dataclass(frozen=True)
@@ -85,37 +61,55 @@ class MemoryEstimate:
         )
 
 
+def network_uses(
+    content_layers: Sequence[str],
+    style_layers: Sequence[str],
+    network: FeatureNetwork | None = None,
+    style_network: FeatureNetwork | None = None,
+) -> dict[FeatureNetwork, tuple[str, ...]]:
+    """``{network: the layers read from it}``: one entry when content and style share a network
+    (``style_network=None``), else two. ``network=None`` describes VGG-19 with max pooling."""
+    network = describe_network("vgg19") if network is None else network
+    style_network = network if style_network is None else style_network
+    uses: dict[FeatureNetwork, tuple[str, ...]] = {}
+    for net, layers in ((network, content_layers), (style_network, style_layers)):
+        uses[net] = tuple(dict.fromkeys((*uses.get(net, ()), *layers)))
+    return {net: layers for net, layers in uses.items() if layers}
+
+
 def saved_activation_bytes(
     height: int,
     width: int,
     content_layers: Sequence[str],
     style_layers: Sequence[str],
     precision: str = "fp32",
-    pooling: str = "max",
     tv: bool = True,
+    *,
+    network: FeatureNetwork | None = None,
+    style_network: FeatureNetwork | None = None,
 ) -> int:
     """Bytes of the tensors autograd keeps between one evaluation's forward and backward pass."""
     act = _BYTES[precision]
-    shapes = layer_shapes(height, width, max([*content_layers, *style_layers], key=resolve_layer))
-    saved: dict[str, int] = {}  # keyed by the tensor kept, so that shared storage counts once
-    for (name, c, h, w), (previous, c_in, h_in, w_in) in zip(shapes, [("input", 3, height, width), *shapes]):
-        if name.startswith(("conv", "pool")):  # both keep their input (the cast image for conv1_1)
-            saved[previous] = c_in * h_in * w_in * act
-        if name.startswith("conv") and act != FLOAT:  # autocast casts the weight afresh at each call
-            saved[name + ".weight"] = 9 * c_in * c * act
-        if name.startswith("relu"):
-            saved[name] = c * h * w * act
-        if name.startswith("pool") and pooling == "max":
-            saved[name + ".indices"] = c * h * w * INDEX
-    size = {name: (c, c * h * w) for name, c, h, w in shapes}
+    network = describe_network("vgg19") if network is None else network
+    style_network = network if style_network is None else style_network
+    saved: dict[tuple[int, str], int] = {}  # keyed by (network, tensor kept): shared storage counts once
+    for net, layers in network_uses(content_layers, style_layers, network, style_network).items():
+        saved.update({(id(net), k): v for k, v in net.saved_bytes(height, width, layers, act).items()})
+    content_shapes = _shapes(network, height, width, content_layers)
+    style_shapes = _shapes(style_network, height, width, style_layers)
     for name in style_layers:  # the Gram's matmul keeps F (a float32 copy under bf16) and pow keeps G - A
-        saved[name if act == FLOAT else name + ".float"] = size[name][1] * FLOAT
-        saved[name + ".gram_diff"] = size[name][0] ** 2 * FLOAT
+        c, h, w = style_shapes[name]
+        saved[id(style_network), name if act == FLOAT else name + ".float"] = c * h * w * FLOAT
+        saved[id(style_network), name + ".gram_diff"] = c * c * FLOAT
     for name in content_layers:  # pow keeps F - P
-        saved[name + ".diff"] = size[name][1] * FLOAT
+        saved[id(network), name + ".diff"] = math.prod(content_shapes[name]) * FLOAT
     if tv:  # abs keeps the differences
-        saved["tv"] = 3 * (height * (width - 1) + (height - 1) * width) * FLOAT
+        saved[0, "tv"] = 3 * (height * (width - 1) + (height - 1) * width) * FLOAT
     return sum(saved.values())
+
+
+def _shapes(network: FeatureNetwork, height: int, width: int, layers: Sequence[str]) -> dict[str, tuple[int, int, int]]:
+    return network.layer_shapes(height, width, layers) if layers else {}
 
 
 def estimate(
@@ -124,30 +118,38 @@ def estimate(
     content_layers: Sequence[str],
     style_layers: Sequence[str],
     *,
+    network: FeatureNetwork | None = None,
+    style_network: FeatureNetwork | None = None,
     style_height: int | None = None,
     style_width: int | None = None,
     precision: str = "fp32",
-    pooling: str = "max",
     optimizer: str = "lbfgs",
     history_size: int = 100,
     tv: bool = True,
 ) -> MemoryEstimate:
-    """The memory a :func:`~nst_lessons.transfer.style_transfer` run needs at a content size H x W."""
+    """The memory a :func:`~nst_lessons.transfer.style_transfer` run needs at a content size H x W,
+    with content read from ``network`` and style from ``style_network`` (``None``: the same;
+    ``network=None``: VGG-19 with max pooling; :func:`nst_lessons.networks.describe_network` gives
+    a weightless description to pass before anything is loaded)."""
     if precision not in _BYTES:
         raise ValueError(f"unknown precision {precision!r}; expected one of {', '.join(_BYTES)}")
+    network = describe_network("vgg19") if network is None else network
     act = _BYTES[precision]
-    deepest = max([*content_layers, *style_layers], key=resolve_layer)
-    shapes = {name: (c, h, w) for name, c, h, w in layer_shapes(height, width, deepest)}
-    largest = max(c * h * w for c, h, w in shapes.values())
+    uses = network_uses(content_layers, style_layers, network, style_network)
+    largest = max(math.prod(shape) for net, layers in uses.items() for shape in net.layer_shapes(height, width, layers).values())
     n = 3 * height * width
     history = 2 * history_size * n if optimizer.endswith("lbfgs") else 2 * n
-    parameters = sum(9 * c_in * c_out + c_out for c_in, c_out in conv_parameters(deepest))
-    targets = sum(math.prod(shapes[name]) for name in content_layers) + sum(shapes[name][0] ** 2 for name in style_layers)
+    parameters = sum(net.parameter_count(layers) for net, layers in uses.items())
+    content_shapes = _shapes(network, height, width, content_layers)
+    style_shapes = _shapes(style_network or network, height, width, style_layers)
+    targets = sum(math.prod(content_shapes[name]) for name in content_layers) + sum(style_shapes[name][0] ** 2 for name in style_layers)
     style_pixels = 3 * (style_height or height) * (style_width or width)
     return MemoryEstimate(
         height=height,
         width=width,
-        activations=saved_activation_bytes(height, width, content_layers, style_layers, precision, pooling, tv),
+        activations=saved_activation_bytes(
+            height, width, content_layers, style_layers, precision, tv, network=network, style_network=style_network
+        ),
         transient=largest * (2 * act + FLOAT),
         optimizer=(history + 12 * n) * FLOAT,
         model=parameters * FLOAT,
@@ -219,9 +221,8 @@ __all__ = [
     "MemoryEstimate",
     "available_bytes",
     "check_fits",
-    "conv_parameters",
     "estimate",
     "largest_fitting",
-    "layer_shapes",
+    "network_uses",
     "saved_activation_bytes",
 ]

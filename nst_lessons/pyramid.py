@@ -13,7 +13,6 @@ does not, so the large levels lean towards the photo; raise ``style_weight`` if 
 from __future__ import annotations
 
 import inspect
-import os
 from collections.abc import Sequence
 
 import torch
@@ -21,9 +20,9 @@ from PIL import Image
 
 from nst_lessons import memory
 from nst_lessons.images import ImageLike, load_image
-from nst_lessons.targets import STYLE_LAYERS, as_list, load_styles, normalised_blend_weights, style_layer_weights, style_long_side
-from nst_lessons.transfer import TransferResult, memory_model, style_transfer
-from nst_lessons.vgg import VGG19, default_device, load_vgg19
+from nst_lessons.networks import FeatureNetwork
+from nst_lessons.targets import as_list, load_styles, normalised_blend_weights, style_layer_weights, style_long_side
+from nst_lessons.transfer import Network, Speed, TransferResult, described, load_networks, memory_model, pop_legacy, style_transfer
 
 
 _DEFAULTS = {name: p.default for name, p in inspect.signature(style_transfer).parameters.items()}
@@ -60,10 +59,11 @@ def pyramid_transfer(
     *,
     style_size: int | None = None,
     init: str | ImageLike = "content",
-    weights: str | os.PathLike[str] | VGG19 = "imagenet",
-    pooling: str = "max",
+    network: Network = "vgg19",
+    style_network: Network | None = None,
     device: str | torch.device | None = None,
     seed: int | None = None,
+    speed: Speed = Speed(),
     check_memory: bool = True,
     **options: object,
 ) -> TransferResult:
@@ -77,39 +77,44 @@ def pyramid_transfer(
         init: the first level's starting image; later levels start from the previous result as
             optimised (:attr:`~nst_lessons.transfer.TransferResult.raw`: before ``preserve_color``
             puts the photo's chroma back, which is done once, to the last level's result).
-        weights, pooling, device, seed: as for ``style_transfer``; the model is loaded once.
+        network, style_network, device, seed, speed: as for ``style_transfer``; the networks are
+            loaded once.
         check_memory: check first that the *last* level fits (see :mod:`nst_lessons.memory`), so
             that a run too big is refused before the small levels have spent their time.
-        options: any other keyword argument of ``style_transfer`` (``precision``,
-            ``history_size``, ``callback``...), the same for every level.
+        options: any other keyword argument of ``style_transfer`` (``history_size``,
+            ``callback``...), the same for every level.
 
     Returns:
         The last level's :class:`~nst_lessons.transfer.TransferResult`, whose ``settings`` gain
         ``"pyramid"``: one ``{"size", "iterations", "seconds", "best_loss"}`` per level.
     """
+    options["speed"] = speed
+    network, speed = pop_legacy(options, network, seed, "pyramid_transfer")
     levels = check_levels(levels)
     final_size = levels[-1][0]
     level_style_sizes = [round(style_size * size / final_size) if style_size else None for size, _ in levels]
     content, styles = load_image(content), [load_image(s) for s in as_list(style)]  # decoded once, resized per level
-    _check_styles(content, styles, levels, level_style_sizes, options)
-    model = weights if isinstance(weights, VGG19) else load_vgg19(weights, pooling, default_device(device), seed=seed or 0)
+    _check_styles(content, styles, levels, level_style_sizes, described(style_network or network, seed), options)
+    model, style_model = load_networks(network, style_network, device, seed)
     if check_memory:
         last = _DEFAULTS | options
         content_image = load_image(content, final_size)
         long_side = style_long_side((content_image.height, content_image.width), style_size, last["style_scale"])
         style_image = max((load_image(s, long_side) for s in styles), key=lambda im: im.width * im.height)
         estimate_at = memory_model(
-            content_image.size, style_image.size, last["content_layers"], style_layer_weights(last["style_layers"]),
-            pooling=model.pooling, precision=last["precision"], optimizer=last["optimizer"],
-            history_size=last["history_size"], tv=last["tv_weight"] != 0,
+            content_image.size, style_image.size, last["content_layers"] or model.content_layers,
+            style_layer_weights(last["style_layers"], style_model or model), network=model, style_network=style_model,
+            precision=speed.precision, optimizer=last["optimizer"], history_size=last["history_size"],
+            tv=last["tv_weight"] != 0,
         )  # fmt: skip
-        memory.check_fits(estimate_at, max(content_image.size), next(model.parameters()).device)
+        memory.check_fits(estimate_at, max(content_image.size), model.device)
     summary: list[dict[str, object]] = []
     result: TransferResult | None = None
     for (size, iterations), level_style_size in zip(levels, level_style_sizes):
         result = style_transfer(
-            content, styles, size=size, iterations=iterations, weights=model, seed=seed, style_size=level_style_size,
-            init=init if result is None else result.raw, check_memory=check_memory, **options,
+            content, styles, size=size, iterations=iterations, network=model, style_network=style_model, seed=seed,
+            style_size=level_style_size, init=init if result is None else result.raw, check_memory=check_memory,
+            **options,
         )  # fmt: skip
         summary.append({"size": size, "iterations": result.iterations, "seconds": result.seconds, "best_loss": result.best_loss})
         if result.stopped is not None:
@@ -124,6 +129,7 @@ def _check_styles(
     styles: Sequence[Image.Image],
     levels: Sequence[tuple[int, int]],
     style_sizes: Sequence[int | None],
+    network: FeatureNetwork,
     options: dict[str, object],
 ) -> None:
     """The blend weights, and the masks at every level's size (a region may vanish at a deep layer
@@ -136,7 +142,7 @@ def _check_styles(
         content_image = load_image(content, size)
         load_styles(
             styles, (content_image.height, content_image.width), style_size, options.get("style_scale"),  # type: ignore[arg-type]
-            masks, options.get("style_blend_weights"), options.get("style_layers", STYLE_LAYERS),  # type: ignore[arg-type]
+            masks, options.get("style_blend_weights"), options.get("style_layers"), network,  # type: ignore[arg-type]
         )  # fmt: skip
 
 

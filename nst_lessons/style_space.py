@@ -14,7 +14,7 @@ unchanged). The **content descriptor** is ``relu4_2`` averaged over a 4 x 4 grid
 **content distance** is the root-mean-square difference.
 
 **A folder.** :func:`describe_folder` reads every image under FOLDER (subfolders too; files whose
-extension Pillow reads), brings each to the same long side, and runs VGG-19 on batches of them
+extension Pillow reads), brings each to the same long side, and runs the network (``--network``, default VGG-19) on batches of them
 (images of the same shape share a forward pass), on the GPU when there is one. A DataLoader
 decodes the files in worker processes while the network runs. Descriptors are cached in
 ``OUT/descriptors/<settings>/<sha256 of the file>.npz`` (``<settings>`` hashes the weights' name and
@@ -81,8 +81,8 @@ from nst_lessons.download import sha256_of
 from nst_lessons.files import atomic_path
 from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, load_image, resize_long_side, to_tensor
 from nst_lessons.losses import gram_matrix
-from nst_lessons.transfer import CONTENT_LAYERS, STYLE_LAYERS
-from nst_lessons.vgg import VGG19, load_vgg19, resolve_layer
+from nst_lessons.networks import FeatureNetwork, load_network
+from nst_lessons.vgg import STYLE_LAYERS
 
 GRID = 4
 """The content descriptor averages the content layer over a GRID x GRID grid of regions."""
@@ -128,12 +128,8 @@ def content_descriptor(F: Tensor, grid: int = GRID) -> Tensor:
     return pooled / math.sqrt(pooled.shape[1])
 
 
-def _device_of(model: VGG19) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
-def describe_batch(model: VGG19, images: Tensor, grid: int = GRID) -> tuple[np.ndarray, np.ndarray]:
+def describe_batch(model: FeatureNetwork, images: Tensor, grid: int = GRID) -> tuple[np.ndarray, np.ndarray]:
     """Style and content descriptors of a batch of images of one shape.
 
     Args:
@@ -142,9 +138,9 @@ def describe_batch(model: VGG19, images: Tensor, grid: int = GRID) -> tuple[np.n
     Returns:
         (style, content): float32 arrays of shapes (B, D_style) and (B, D_content).
     """
-    features = model.extract(images.to(_device_of(model)), (*STYLE_LAYERS, *CONTENT_LAYERS))
-    style = style_descriptor(features).float().cpu().numpy()
-    content = content_descriptor(features[CONTENT_LAYERS[0]], grid).float().cpu().numpy()
+    features = model.extract(images.to(model.device), (*model.style_layers, *model.content_layers))
+    style = style_descriptor(features, model.style_layers).float().cpu().numpy()
+    content = content_descriptor(features[model.content_layers[0]], grid).float().cpu().numpy()
     return style, content
 
 
@@ -156,7 +152,7 @@ def _by_shape(tensors: Sequence[Tensor]) -> Iterable[list[int]]:
     return groups.values()
 
 
-def _describe_tensors(model: VGG19, tensors: Sequence[Tensor], grid: int) -> tuple[np.ndarray, np.ndarray]:
+def _describe_tensors(model: FeatureNetwork, tensors: Sequence[Tensor], grid: int) -> tuple[np.ndarray, np.ndarray]:
     """Descriptors of images (3, H_k, W_k) of any shapes, in order: (K, D_style), (K, D_content)."""
     style: list[np.ndarray | None] = [None] * len(tensors)
     content: list[np.ndarray | None] = [None] * len(tensors)
@@ -168,7 +164,7 @@ def _describe_tensors(model: VGG19, tensors: Sequence[Tensor], grid: int) -> tup
 
 
 def describe_images(
-    model: VGG19, images: Sequence[ImageLike], *, size: int | None = None, batch_size: int = 16, grid: int = GRID
+    model: FeatureNetwork, images: Sequence[ImageLike], *, size: int | None = None, batch_size: int = 16, grid: int = GRID
 ) -> tuple[np.ndarray, np.ndarray]:
     """Descriptors of images in memory (or paths), computed ``batch_size`` at a time.
 
@@ -261,7 +257,7 @@ class _Files(Dataset):
         return k, to_tensor(im)[0], np.asarray(resize_long_side(im, THUMBNAIL))
 
 
-def weights_fingerprint(model: VGG19) -> str:
+def weights_fingerprint(model: FeatureNetwork) -> str:
     """SHA-256 of the network's parameters (in order, as float32 bytes): which weights the
     descriptors came from, whatever their name (the seed of random weights, a checkpoint's content,
     filters rescaled in place by :func:`~nst_lessons.vgg.normalize_activations`)."""
@@ -271,11 +267,12 @@ def weights_fingerprint(model: VGG19) -> str:
     return digest.hexdigest()
 
 
-def _settings_key(model: VGG19, size: int, grid: int) -> tuple[dict[str, object], str]:
+def _settings_key(model: FeatureNetwork, size: int, grid: int) -> tuple[dict[str, object], str]:
     settings = {
-        "version": CACHE_VERSION, "weights": model.weights, "weights_sha256": weights_fingerprint(model), "pooling": model.pooling,
-        "preprocessing": model.preprocessing, "size": size, "grid": grid,
-        "style_layers": list(STYLE_LAYERS), "content_layers": list(CONTENT_LAYERS),
+        "version": CACHE_VERSION, "network": model.name, "weights": model.spec.weights,
+        "weights_sha256": weights_fingerprint(model), "pooling": model.spec.pooling,
+        "preprocessing": getattr(model, "preprocessing", None), "size": size, "grid": grid,
+        "style_layers": list(model.style_layers), "content_layers": list(model.content_layers),
     }  # fmt: skip
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     return settings, key
@@ -331,7 +328,7 @@ def _hash_files(folder: Path, paths: Sequence[Path], known: Mapping[str, Mapping
 def describe_folder(
     folder: str | os.PathLike[str],
     cache: str | os.PathLike[str],
-    model: VGG19,
+    model: FeatureNetwork,
     *,
     size: int = 256,
     batch_size: int = 16,
@@ -456,20 +453,13 @@ def write_outputs(
     return maps
 
 
-def vgg_flops(model: VGG19, height: int, width: int, up_to: str = "relu5_1") -> int:
-    """FLOPs (2 per multiply-add) of VGG-19's convolutions from the input up to layer ``up_to``
+def vgg_flops(model: FeatureNetwork, height: int, width: int, up_to: str = "relu5_1") -> int:
+    """FLOPs (2 per multiply-add) of the network's convolutions from the input up to layer ``up_to``
     on one (3, height, width) image; ReLU, pooling and the Grams are not counted."""
-    flops = 0
-    for module in model.features[: resolve_layer(up_to) + 1]:
-        if isinstance(module, torch.nn.Conv2d):
-            k_h, k_w = module.kernel_size
-            flops += 2 * height * width * module.in_channels * module.out_channels * k_h * k_w
-        elif isinstance(module, (torch.nn.MaxPool2d, torch.nn.AvgPool2d)):
-            height, width = height // 2, width // 2
-    return flops
+    return 2 * model.multiply_adds(height, width, [up_to])
 
 
-def throughput(model: VGG19, size: int = 128, batch_size: int = 8, batches: int = 3) -> float:
+def throughput(model: FeatureNetwork, size: int = 128, batch_size: int = 8, batches: int = 3) -> float:
     """Images per second of :func:`describe_batch` on square ``size`` px images (after one warm-up batch)."""
     x = torch.rand(batch_size, 3, size, size)
     describe_batch(model, x)
@@ -491,7 +481,7 @@ def add_style_space_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("folder", type=Path, help="the collection (subfolders included)")
     p.add_argument("-o", "--output", type=Path, required=True, help="folder for the results and the descriptor cache")
     p.add_argument("--size", type=arguments.int_at_least(MIN_SIDE), default=256, help="long side every image is brought to, px (default 256)")
-    arguments.add_network_arguments(p)
+    arguments.add_network_arguments(p, style_network=False)
     p.add_argument("--batch-size", type=arguments.int_at_least(1), default=16, help="images per batch (default 16)")
     p.add_argument("--workers", type=arguments.int_at_least(0), default=min(4, os.cpu_count() or 1), help="processes decoding files (default: up to 4)")
     p.add_argument("--neighbours", type=arguments.int_at_least(1), default=5, help="nearest neighbours listed per image (default 5)")
@@ -508,7 +498,7 @@ def run_style_space(args: argparse.Namespace) -> int:
         raise ImageError(f"no folder at {args.folder}")
     check_results_folder(args.output)
     args.output.mkdir(exist_ok=True)
-    model = load_vgg19(args.weights, pooling=args.pooling, device=args.device)
+    model = load_network(arguments.network_spec(args), args.device)
     collection = describe_folder(
         args.folder, args.output / "descriptors", model, size=args.size, batch_size=args.batch_size,
         workers=args.workers, exclude=args.output,
@@ -519,7 +509,7 @@ def run_style_space(args: argparse.Namespace) -> int:
         raise ImageError(f"style-space needs at least 3 readable images; {args.folder} has {len(collection.names)}")
     _write_csv(args.output / "skipped.csv", [["file", "reason"], *collection.skipped])
     k = min(args.neighbours, len(collection.names) - 1)
-    write_outputs(collection, args.output, k=k, random_weights=model.weights == "random")
+    write_outputs(collection, args.output, k=k, random_weights=model.random)
     cached = len(collection.names) - collection.computed
     print(
         f"{len(collection.names)} images ({collection.computed} computed, {cached} from the cache), "

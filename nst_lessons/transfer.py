@@ -1,5 +1,6 @@
-"""Style transfer (Gatys, Ecker & Bethge, 2015): optimise the pixels of x so that its VGG-19
-features match a photo's content and a painting's style.
+"""Style transfer (Gatys, Ecker & Bethge, 2015): optimise the pixels of x so that its features in a
+feature network (VGG-19 by default; :mod:`nst_lessons.networks`) match a photo's content and a
+painting's style. Content and style may be read from two different networks.
 
     L_total(p, a, x) = alpha * L_content(p, x) + beta * L_style(a, x) + gamma * L_TV(x)
 
@@ -24,13 +25,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import math
 import os
 import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -42,27 +44,13 @@ from tqdm import tqdm
 from nst_lessons import color, losses, memory
 from nst_lessons.images import ImageLike, check_output_path, load_image, save_image, to_pil, to_tensor
 from nst_lessons.lbfgs import LBFGS
-from nst_lessons.targets import (
-    STYLE_LAYERS,
-    Region,
-    StyleTargets,
-    as_list,
-    features,
-    load_styles,
-    normalised_blend_weights,
-    style_layer_weights,
-)
-from nst_lessons.vgg import VGG19, default_device, load_vgg19, resolve_layer
+from nst_lessons.networks import FeatureNetwork, NetworkSpec, as_spec, describe_network, load_network
+from nst_lessons.targets import Region, StyleTargets, as_list, features, load_styles, normalised_blend_weights, style_layer_weights
+from nst_lessons.vgg import CONTENT_LAYERS, LOSS_WEIGHTS, STYLE_LAYERS, default_device  # noqa: F401 (VGG's default layers, here as before)
 
-CONTENT_LAYERS: tuple[str, ...] = ("relu4_2",)
-"""The paper's content layer "conv4_2", read after its ReLU (see :mod:`nst_lessons.vgg`)."""
-
-DEFAULT_LOSS_WEIGHTS: dict[str, tuple[float, float, float]] = {
-    "imagenet": (1.0, 1e8, 1.0),
-    "caffe": (1.0, 1e4, 1e4),
-    "random": (1.0, 1e8, 1.0),
-}
-"""(alpha, beta, gamma) per weights option, chosen for these networks, not taken from the paper.
+DEFAULT_LOSS_WEIGHTS: dict[str, tuple[float, float, float]] = LOSS_WEIGHTS
+"""(alpha, beta, gamma) per VGG weights option (each network gives its own as
+:attr:`~nst_lessons.networks.FeatureNetwork.loss_weights`; these are VGG's), chosen for these networks, not taken from the paper.
 The paper's alpha/beta (1e-3, 1e-4; Fig. 3) are for Gatys' normalised VGG-19, whose filters were
 rescaled to a mean activation of 1 over ImageNet images (:func:`nst_lessons.vgg.normalize_activations`
 builds such a network from any weights); neither the raw Caffe weights nor torchvision's are that
@@ -148,8 +136,15 @@ class TransferState:
     history: list[dict[str, float]]
 
 
-def _is_channels_last(model: VGG19) -> bool:
-    return model.features[2].weight.is_contiguous(memory_format=torch.channels_last)
+def _tensors(network: FeatureNetwork) -> Iterator[Tensor]:
+    """The network's parameters, then its buffers (a network of fixed random filters may keep them
+    as buffers)."""
+    return itertools.chain(network.parameters(), network.buffers())
+
+
+def _is_channels_last(network: FeatureNetwork) -> bool:
+    """Whether the network's convolution weights (its 4-D tensors) are channels-last already."""
+    return all(t.is_contiguous(memory_format=torch.channels_last) for t in _tensors(network) if t.dim() == 4)
 
 
 class Objective:
@@ -159,8 +154,12 @@ class Objective:
     style targets A_l too when ``style`` is an image, or taken from precomputed
     :class:`~nst_lessons.targets.StyleTargets` (several styles, masked regions).
 
+    Content and style may come from two networks (``style_network``): each network runs once per
+    evaluation, on the union of the layers read from it (:attr:`uses`, ``{network: layers}``).
+
     Args:
-        model: a :class:`VGG19`.
+        model: the :class:`~nst_lessons.networks.FeatureNetwork` of the content terms, and of the
+            style terms unless ``style_network`` is given.
         content: (1,3,H,W) in [0,1].
         style: (1,3,H',W') in [0,1], or :class:`~nst_lessons.targets.StyleTargets` (moved to this
             H x W with :meth:`~nst_lessons.targets.StyleTargets.at`).
@@ -171,11 +170,11 @@ class Objective:
         gradients: ``"autograd"``, or ``"manual"``: dL/dF_l from the hand-derived formulas
             (:func:`losses.content_grad`, :func:`losses.style_layer_grad`), fed to the network's
             backward as Caffe did.
-        precision: ``"bf16"`` runs VGG-19 under bf16 autocast; the feature maps are then cast back
-            to the image's dtype, so Grams and losses stay in float32. ``"fp32"`` and ``"tf32"``
-            differ only in backend flags (see :func:`backend_flags`).
-        channels_last: run VGG-19 on channels-last (NHWC) feature maps, with a channels-last copy
-            of the model (the caller's model is left as it is; one already channels-last is used).
+        precision: ``"bf16"`` runs the network(s) under bf16 autocast; the feature maps are then
+            cast back to the image's dtype, so Grams and losses stay in float32. ``"fp32"`` and
+            ``"tf32"`` differ only in backend flags (see :func:`backend_flags`).
+        channels_last: run the network(s) on channels-last (NHWC) feature maps, with a channels-last
+            copy of the model (the caller's model is left as it is; one already channels-last is used).
         temporal: for a video frame, ``(warped, c)``: the previous stylised frame warped to this
             one (1,3,H,W) and the per-pixel weights c (1,1,H,W) of :func:`losses.temporal_loss`.
         temporal_weight: lambda, the weight of L_temporal (used only with ``temporal``).
@@ -184,11 +183,14 @@ class Objective:
             (+1e-8) before alpha or beta w_l multiplies it, so alpha and beta weigh unit-size
             gradient directions rather than losses of very different magnitudes (uses the
             hand-derived gradients; the recorded losses are unchanged).
+        style_network: the network of the style terms; ``None`` (or ``model`` itself): ``model``.
+            Precomputed style targets must come from a network with the same
+            :attr:`~nst_lessons.networks.FeatureNetwork.spec`.
     """
 
     def __init__(
         self,
-        model: VGG19,
+        model: FeatureNetwork,
         content: Tensor,
         style: Tensor | StyleTargets,
         content_layers: Sequence[str],
@@ -203,15 +205,22 @@ class Objective:
         temporal: tuple[Tensor, Tensor] | None = None,
         temporal_weight: float = 0.0,
         normalize_gradients: bool = False,
+        style_network: FeatureNetwork | None = None,
     ) -> None:
         if gradients not in ("autograd", "manual"):
             raise ValueError(f"unknown gradients {gradients!r}; expected 'autograd' or 'manual'")
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; expected {', '.join(PRECISIONS)}")
-        self.model = _run_model(model, next(model.parameters()).dtype, channels_last)
+        dtype = next(_tensors(model)).dtype
+        self.model = _run_model(model, dtype, channels_last)
+        style_network = model if style_network is None else style_network
+        self.style_network = self.model if style_network is model else _run_model(style_network, dtype, channels_last)
         self.content_layers = tuple(content_layers)
         self.style_layers = dict(style_layers)
+        self.uses = memory.network_uses(self.content_layers, tuple(self.style_layers), self.model, self.style_network)
+        """``{network: layers}``: what :meth:`extract` runs, once per network."""
         self.layers = tuple(dict.fromkeys((*self.content_layers, *self.style_layers)))
+        """Every layer name read (for one network, the layers it runs to)."""
         self.alpha, self.beta, self.gamma = alpha, beta, gamma
         self.tv_squared = tv_squared
         self.gradients = gradients
@@ -224,13 +233,19 @@ class Objective:
         with torch.no_grad():
             self.P = self.features(content, self.content_layers)
             if isinstance(style, StyleTargets):
+                if style.network is not None and style.network.spec != self.style_network.spec:
+                    raise ValueError(
+                        f"the style targets come from {style.network.describe()}, the style network is "
+                        f"{self.style_network.describe()}: compute them with the style network"
+                    )
                 targets = style.at(size)
                 missing = [n for n in self.style_layers if n not in targets.layers]
                 if missing:
                     raise ValueError(f"the style targets have no {missing[0]}; compute them with these style_layers")
             else:
                 targets = StyleTargets.from_tensors(
-                    model, [style], style_layers=self.style_layers, size=size, precision=precision, channels_last=channels_last
+                    style_network, [style], style_layers=self.style_layers, size=size, precision=precision,
+                    channels_last=channels_last,
                 )  # fmt: skip
         self.A = {n: A.to(content) for n, A in targets.A.items()}
         self.regions = (
@@ -239,10 +254,17 @@ class Objective:
             else [Region({n: A.to(content) for n, A in r.A.items()}, {n: T.to(content) for n, T in r.weights.items()}) for r in targets.regions]
         )  # fmt: skip
 
-    def features(self, image: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
-        """:func:`nst_lessons.targets.features` in this objective's precision and memory format.
-        Image: (B,3,H,W) in [0,1]."""
-        return features(self.model, image, layers, self.precision, self.channels_last)
+    def features(self, image: Tensor, layers: Sequence[str], network: FeatureNetwork | None = None) -> dict[str, Tensor]:
+        """:func:`nst_lessons.targets.features` of ``network`` (default the content network) in this
+        objective's precision and memory format. Image: (B,3,H,W) in [0,1]."""
+        return features(self.model if network is None else network, image, layers, self.precision, self.channels_last)
+
+    def extract(self, x: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """The feature maps the content terms read and those the style terms read, ``{name: F}``
+        each, F (1,N_l,H_l,W_l): each network of :attr:`uses` runs once, on all of its layers (one
+        network: both dicts are the same)."""
+        out = {net: self.features(x, layers, net) for net, layers in self.uses.items()}
+        return out.get(self.model, {}), out.get(self.style_network, {})
 
     def style(self, features: Mapping[str, Tensor], zero: Tensor) -> Tensor:
         """L_style = sum_l w_l E_l, or with regions sum_r sum_l w_l E_l,r on the masked features
@@ -254,11 +276,14 @@ class Objective:
             zero,
         )  # fmt: skip
 
-    def terms(self, features: Mapping[str, Tensor], x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """alpha * L_content, beta * L_style, gamma * L_TV, lambda * L_temporal as 0-dim tensors."""
+    def terms(
+        self, features: Mapping[str, Tensor], x: Tensor, style_features: Mapping[str, Tensor] | None = None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """alpha * L_content, beta * L_style, gamma * L_TV, lambda * L_temporal as 0-dim tensors, from
+        the content network's ``features`` and the style network's (default: the same)."""
         zero = x.new_zeros(())
         content = sum((losses.content_loss(features[n], self.P[n]) for n in self.content_layers), zero)
-        style = self.style(features, zero)
+        style = self.style(features if style_features is None else style_features, zero)
         tv = losses.tv_loss(x, squared=self.tv_squared) if self.gamma else zero
         temporal = losses.temporal_loss(x, *self.temporal) if self.temporal is not None else zero
         return self.alpha * content, self.beta * style, self.gamma * tv, self.temporal_weight * temporal
@@ -267,12 +292,19 @@ class Objective:
         return grad / (grad.abs().sum() + 1e-8) if self.normalize_gradients else grad
 
     def feature_grads(self, features: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """The hand-derived dL/dF_l at every layer, (B,N_l,H_l,W_l) each (each term L1-normalised
-        with ``normalize_gradients``). A region's term, E(F ∘ W_r) with W_r its
+        """The hand-derived dL/dF_l at every layer of one network, (B,N_l,H_l,W_l) each (each term
+        L1-normalised with ``normalize_gradients``). A region's term, E(F ∘ W_r) with W_r its
         :func:`~nst_lessons.masks.area_weights`, has the gradient W_r ∘ dE/dF' (chain rule)."""
         grads = {n: torch.zeros_like(features[n]) for n in self.layers}
+        self._content_grads(grads, features)
+        self._style_grads(grads, features)
+        return grads
+
+    def _content_grads(self, grads: dict[str, Tensor], features: Mapping[str, Tensor]) -> None:
         for n in self.content_layers:
             grads[n] += self.alpha * self._scaled(losses.content_grad(features[n], self.P[n]))
+
+    def _style_grads(self, grads: dict[str, Tensor], features: Mapping[str, Tensor]) -> None:
         for n, w in self.style_layers.items():
             if self.regions is None:
                 grads[n] += self.beta * w * self._scaled(losses.style_layer_grad(features[n], self.A[n]))
@@ -280,21 +312,28 @@ class Objective:
             for r in self.regions:
                 T = r.weights[n]
                 grads[n] += self.beta * w * self._scaled(T * losses.style_layer_grad(features[n] * T, r.A[n]))
-        return grads
 
     def __call__(self, x: Tensor) -> Tensor:
         """Evaluate at x (1,3,H,W), setting ``x.grad`` to dL/dx (contiguous). Returns the stacked
         ``[total, content, style, tv, temporal]`` (weighted), detached, on x's device: no host sync, and
         nothing that a CUDA graph could not capture."""
-        features = self.features(x, self.layers)
+        F_content, F_style = self.extract(x)
         if self.gradients == "autograd" and not self.normalize_gradients:
-            content, style, tv, temporal = self.terms(features, x)
+            content, style, tv, temporal = self.terms(F_content, x, F_style)
             (grad,) = torch.autograd.grad(content + style + tv + temporal, x)
         else:
             with torch.no_grad():
-                content, style, tv, temporal = self.terms(features, x)
-                grads = self.feature_grads(features)
-            (grad,) = torch.autograd.grad([features[n] for n in self.layers], x, [grads[n] for n in self.layers])
+                content, style, tv, temporal = self.terms(F_content, x, F_style)
+                if self.style_network is self.model:
+                    pairs = [(F_content, self.feature_grads(F_content))]
+                else:  # the two networks' feature maps each get their own terms' gradients
+                    content_grads = {n: torch.zeros_like(F_content[n]) for n in self.content_layers}
+                    style_grads = {n: torch.zeros_like(F_style[n]) for n in self.style_layers}
+                    self._content_grads(content_grads, F_content)
+                    self._style_grads(style_grads, F_style)
+                    pairs = [(F_content, content_grads), (F_style, style_grads)]
+            outputs = [(F[n], grads[n]) for F, grads in pairs for n in grads]
+            (grad,) = torch.autograd.grad([F for F, _ in outputs], x, [g for _, g in outputs])
             if self.gamma:
                 grad = grad + self.gamma * losses.tv_grad(x.detach(), squared=self.tv_squared)
             if self.temporal is not None:
@@ -532,36 +571,149 @@ class Loop:
         return stopped
 
 
-def _load_model(
-    weights: str | os.PathLike[str] | VGG19, pooling: str, device: str | torch.device | None, seed: int | None
-) -> tuple[VGG19, torch.device, str]:
-    """The model, its device and the name of its weights (a loaded model is used as it is)."""
-    if isinstance(weights, VGG19):
-        return weights, next(weights.parameters()).device, weights.weights
+Network = str | NetworkSpec | FeatureNetwork
+"""A network as ``style_transfer`` takes it: a name in :data:`nst_lessons.networks.NETWORKS` (with
+the imagenet weights, max pooling, and ``seed`` for random filters), a
+:class:`~nst_lessons.networks.NetworkSpec`, or a network already built (used as it is)."""
+
+
+@dataclass(frozen=True)
+class Speed:
+    """The switches that trade exactness for speed on a GPU (:mod:`nst_lessons.bench` measures
+    them); the default is exact IEEE float32 with none of them.
+
+    Attributes:
+        precision: ``"fp32"``, ``"tf32"`` or ``"bf16"`` (see :func:`style_transfer`).
+        channels_last: channels-last (NHWC) feature maps, which tensor-core convolutions prefer.
+        cuda_graphs: capture one whole iteration in a CUDA graph and replay it (``optimizer="lbfgs"``).
+    """
+
+    precision: str = "fp32"
+    channels_last: bool = False
+    cuda_graphs: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; expected {', '.join(PRECISIONS)}")
+
+
+FASTEST = Speed("bf16", channels_last=True, cuda_graphs=True)
+"""The fastest settings on a GPU (about 11-20% higher final loss than fp32; see :func:`style_transfer`)."""
+
+_SPEED_KEYWORDS = ("precision", "channels_last", "cuda_graphs")
+_NETWORK_KEYWORDS = ("weights", "pooling")
+
+
+def legacy_arguments(
+    network: Network,
+    speed: Speed,
+    seed: int | None,
+    legacy: Mapping[str, object],
+    caller: str = "style_transfer",
+    stacklevel: int = 3,
+) -> tuple[Network, Speed]:
+    """``network`` and ``speed`` with the keywords of earlier versions folded in: ``weights``
+    (a name, a path or a loaded network) and ``pooling`` into the network's spec, ``precision``,
+    ``channels_last`` and ``cuda_graphs`` into ``speed``. Each use warns with a DeprecationWarning;
+    any other keyword is a ``TypeError``, as Python would make it."""
+    unknown = [k for k in legacy if k not in (*_NETWORK_KEYWORDS, *_SPEED_KEYWORDS)]
+    if unknown:
+        raise TypeError(f"{caller}() got an unexpected keyword argument {unknown[0]!r}")
+    if not legacy:
+        return network, speed
+    warnings.warn(
+        f"{caller}({', '.join(f'{k}=' for k in legacy)}) is deprecated: give network=NetworkSpec(arch, weights, "
+        "pooling) (or a loaded network) and speed=Speed(precision, channels_last, cuda_graphs)",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
+    weights = legacy.get("weights")
+    if isinstance(weights, FeatureNetwork):
+        network = weights
+    elif weights is not None or "pooling" in legacy:
+        if isinstance(network, FeatureNetwork):
+            raise ValueError("give the weights and pooling of a network as network=NetworkSpec(...), not beside a loaded one")
+        fields = {k: os.fspath(legacy[k]) if k == "weights" else legacy[k] for k in _NETWORK_KEYWORDS if legacy.get(k) is not None}
+        network = network_spec(network, seed).with_(**fields)
+    return network, replace(speed, **{k: legacy[k] for k in _SPEED_KEYWORDS if k in legacy})
+
+
+def pop_legacy(
+    options: dict[str, object], network: Network, seed: int | None, caller: str
+) -> tuple[Network, Speed]:
+    """For a function that passes ``options`` on to :func:`style_transfer`: the earlier keywords
+    taken out of ``options`` and folded into ``network`` and ``options["speed"]``
+    (:func:`legacy_arguments`), which is returned too."""
+    legacy = {k: options.pop(k) for k in (*_NETWORK_KEYWORDS, *_SPEED_KEYWORDS) if k in options}
+    network, speed = legacy_arguments(network, options.get("speed", Speed()), seed, legacy, caller, stacklevel=4)  # type: ignore[arg-type]
+    options["speed"] = speed
+    return network, speed
+
+
+def network_spec(network: str | NetworkSpec, seed: int | None = None) -> NetworkSpec:
+    """The spec of a network given by name (its seed ``seed``, default 0) or by spec (as it is)."""
+    return as_spec(network, seed=0 if seed is None else seed)
+
+
+def described(network: Network, seed: int | None = None) -> FeatureNetwork:
+    """The network's shapes, layer names and defaults without loading anything (a loaded network
+    is its own description)."""
+    return network if isinstance(network, FeatureNetwork) else describe_network(network_spec(network, seed))
+
+
+def _load_model(network: Network, device: str | torch.device | None, seed: int | None) -> tuple[FeatureNetwork, torch.device]:
+    """The network and its device (a loaded network is used as it is, on its own device)."""
+    if isinstance(network, FeatureNetwork):
+        return network, network.device
     device = default_device(device)
-    model = load_vgg19(weights, pooling=pooling, device=device, seed=0 if seed is None else seed)
-    return model, device, os.fspath(weights)
+    return load_network(network_spec(network, seed), device), device
 
 
-def _run_model(model: VGG19, dtype: torch.dtype, channels_last: bool) -> VGG19:
+def other_style_network(network: Network, style_network: Network | None, seed: int | None = None) -> Network | None:
+    """``style_network``, or ``None`` when it is the content network: the same object, or the same
+    spec given by name or spec (then one network is loaded and runs once per evaluation)."""
+    if style_network is None or style_network is network:
+        return None
+    if isinstance(network, FeatureNetwork) or isinstance(style_network, FeatureNetwork):
+        return style_network  # a loaded network may have been changed in place (normalize_activations)
+    return None if network_spec(style_network, seed) == network_spec(network, seed) else style_network
+
+
+def load_networks(
+    network: Network, style_network: Network | None, device: str | torch.device | None = None, seed: int | None = None
+) -> tuple[FeatureNetwork, FeatureNetwork | None]:
+    """Both networks of a run loaded once (for many runs: a batch, a pyramid, a video), the style
+    network on the content network's device; ``None`` for a style network that is the same
+    (:func:`other_style_network`)."""
+    model, device = _load_model(network, device, seed)
+    style_network = other_style_network(network, style_network, seed)
+    return model, None if style_network is None else _load_model(style_network, device, seed)[0]
+
+
+def _run_model(model: FeatureNetwork, dtype: torch.dtype, channels_last: bool) -> FeatureNetwork:
     """The model in the run's dtype and memory format: one copy if either differs, never the caller's
     model changed in place."""
-    if next(model.parameters()).dtype == dtype and (not channels_last or _is_channels_last(model)):
+    if next(_tensors(model)).dtype == dtype and (not channels_last or _is_channels_last(model)):
         return model
     model = copy.deepcopy(model).to(dtype)
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 def _loss_weights(
-    weights_name: str, model: VGG19, normalize_gradients: bool, given: tuple[float | None, float | None, float | None]
+    network: FeatureNetwork,
+    style_network: FeatureNetwork,
+    normalize_gradients: bool,
+    given: tuple[float | None, float | None, float | None],
 ) -> tuple[float, float, float]:
-    """(alpha, beta, gamma): those given, the rest from :data:`DEFAULT_LOSS_WEIGHTS` (or
-    :data:`NORMALIZED_LOSS_WEIGHTS` with ``normalize_gradients``)."""
+    """(alpha, beta, gamma): those given, the rest the networks' own
+    (:attr:`~nst_lessons.networks.FeatureNetwork.loss_weights`: alpha and gamma from the content
+    network, beta from the style network), or :data:`NORMALIZED_LOSS_WEIGHTS` with
+    ``normalize_gradients``."""
     if normalize_gradients:
         defaults = NORMALIZED_LOSS_WEIGHTS
     else:
-        fallback = DEFAULT_LOSS_WEIGHTS["caffe" if model.preprocessing == "caffe" else "imagenet"]
-        defaults = DEFAULT_LOSS_WEIGHTS.get(weights_name, fallback)
+        (alpha, _, gamma), (_, beta, _) = network.loss_weights, style_network.loss_weights
+        defaults = (alpha, beta, gamma)
     alpha, beta, gamma = (d if v is None else float(v) for v, d in zip(given, defaults))
     return alpha, beta, gamma
 
@@ -602,25 +754,23 @@ def style_transfer(
     style_targets: StyleTargets | None = None,
     iterations: int = 500,
     optimizer: str = "lbfgs",
-    content_layers: Sequence[str] = CONTENT_LAYERS,
-    style_layers: Sequence[str] | Mapping[str, float] = STYLE_LAYERS,
+    content_layers: Sequence[str] | None = None,
+    style_layers: Sequence[str] | Mapping[str, float] | None = None,
     content_weight: float | None = None,
     style_weight: float | None = None,
     tv_weight: float | None = None,
     tv_squared: bool = False,
     normalize_gradients: bool = False,
     init: str | ImageLike = "content",
-    weights: str | os.PathLike[str] | VGG19 = "imagenet",
-    pooling: str = "max",
+    network: Network = "vgg19",
+    style_network: Network | None = None,
     device: str | torch.device | None = None,
     seed: int | None = None,
     learning_rate: float = 0.02,
     history_size: int = 100,
     gradients: str = "autograd",
     dtype: torch.dtype = torch.float32,
-    precision: str = "fp32",
-    channels_last: bool = False,
-    cuda_graphs: bool = False,
+    speed: Speed = Speed(),
     check_memory: bool = True,
     temporal: tuple[ImageLike, Tensor] | None = None,
     temporal_weight: float = 0.0,
@@ -629,8 +779,15 @@ def style_transfer(
     print_every: int | None = None,
     callback: Callable[[TransferState], bool | None] | None = None,
     progress: bool = True,
+    **legacy: object,
 ) -> TransferResult:
     """Render ``content`` in the style of ``style`` (one image, or several blended or one per region).
+
+    The options come in groups, in this order: the images and their sizes (``size`` ...
+    ``style_targets``); the optimisation (``iterations``, ``optimizer``); the loss (layers, weights,
+    TV, ``normalize_gradients``, ``init``); the network(s) (``network``, ``style_network``,
+    ``device``, ``seed``); the numerics (``learning_rate`` ... ``speed``); video frames
+    (``temporal``); and what the run reports (``save_every`` ... ``progress``).
 
     Args:
         content: a path, PIL image, tensor (3,H,W)/(1,3,H,W) in [0,1]. style: the same, or a list
@@ -655,11 +812,14 @@ def style_transfer(
         optimizer: ``"lbfgs"`` (:class:`nst_lessons.lbfgs.LBFGS`, history ``history_size``, step 1,
             no line search), ``"torch-lbfgs"`` (the same with ``torch.optim.LBFGS``) or ``"adam"``
             (``learning_rate`` in units of [0,1] pixels).
-        content_layers: layer names for L_content (default relu4_2).
-        style_layers: names (weighted 1/|L| each) or ``{name: w_l}`` (default relu1_1 ... relu5_1).
-        content_weight, style_weight, tv_weight: alpha, beta, gamma; ``None`` takes
-            :data:`DEFAULT_LOSS_WEIGHTS` for the weights in use (:data:`NORMALIZED_LOSS_WEIGHTS`
-            with ``normalize_gradients``).
+        content_layers: layer names of the content network for L_content (``None``: its default,
+            relu4_2 for VGG).
+        style_layers: names of the style network (weighted 1/|L| each) or ``{name: w_l}``
+            (``None``: its default, relu1_1 ... relu5_1 for VGG).
+        content_weight, style_weight, tv_weight: alpha, beta, gamma; ``None`` takes the networks'
+            own (:attr:`~nst_lessons.networks.FeatureNetwork.loss_weights`, for VGG
+            :data:`DEFAULT_LOSS_WEIGHTS` by weights; alpha and gamma from the content network, beta
+            from the style network), or :data:`NORMALIZED_LOSS_WEIGHTS` with ``normalize_gradients``.
         tv_squared: squared TV instead of the L1 form.
         normalize_gradients: jcjohnson's ``-normalize_gradients``: each content and style layer's
             dL/dF is scaled to unit L1 norm before alpha or beta w_l multiplies it (see
@@ -668,24 +828,32 @@ def style_transfer(
             not his scale (:data:`NORMALIZED_LOSS_WEIGHTS`: 5x less style per layer, another TV).
         init: ``"content"``, ``"noise"`` (uniform, from ``seed``), ``"style"`` (the first style)
             or an image (a tensor is resized in float, not rounded to 8 bits).
-        weights: ``"imagenet"``, ``"caffe"``, ``"random"``, a checkpoint path, or a loaded :class:`VGG19`.
-        pooling: ``"max"`` or ``"avg"`` (ignored when ``weights`` is a loaded model).
-        device: ``None`` means CUDA when available.
-        seed: seeds the noise init and ``"random"`` weights; ``None`` means 0.
+        network: the feature network (:data:`Network`): a name (``"vgg19"``, ``"vgg16"``, ``"vgg13"``,
+            ``"vgg11"``, any in :data:`nst_lessons.networks.NETWORKS`) with its imagenet weights; a
+            :class:`~nst_lessons.networks.NetworkSpec` for other weights or pooling, e.g.
+            ``NetworkSpec("vgg19", weights="random", pooling="avg")`` (weights ``"imagenet"``,
+            ``"caffe"``, ``"random"`` or a checkpoint path); or a loaded network, used as it is.
+        style_network: the network of the style terms, the same kinds; ``None``: ``network``.
+            Content then comes from one network and style from another; each runs once per
+            evaluation, and ``settings`` records both.
+        device: ``None`` means CUDA when available (a loaded network stays on its own device).
+        seed: seeds the noise init, and the random filters of a network given by name; ``None`` means 0.
         gradients: ``"autograd"`` or ``"manual"`` (hand-derived dL/dF, see :class:`Objective`).
         dtype: ``torch.float64`` runs the whole optimisation in double precision (for checks:
             L-BFGS amplifies float32 rounding, so two float32 runs that differ only in rounding
             part ways after a few iterations).
-        precision: arithmetic of VGG-19 on a GPU. ``"fp32"`` (default): IEEE float32 throughout.
+        speed: a :class:`Speed`, the switches that trade exactness for speed (:data:`FASTEST` is
+            all of them). ``precision``: the network's arithmetic on a GPU. ``"fp32"`` (default):
+            IEEE float32 throughout.
             ``"tf32"``: TF32 tensor cores for convolutions and matmuls (10-bit mantissa products,
-            float32 sums). ``"bf16"``: VGG-19 under bf16 autocast, Grams and losses in float32;
+            float32 sums). ``"bf16"``: the network under bf16 autocast, Grams and losses in float32;
             the fastest. Both cost some of the loss L-BFGS reaches: on the CPU (128 px, random
             weights, 500 iterations) bf16 ended 11-20% above fp32 and TF32 (emulated) 1.7%, where
             two fp32 runs differ by under 0.5%; ``python -m nst_lessons.bench`` measures it on a
             GPU. On the CPU ``"tf32"`` is the same as ``"fp32"``, and ``"bf16"`` runs (1.6-1.9x
             faster than fp32 where the CPU has native bf16, else slowly).
-        channels_last: channels-last (NHWC) feature maps, which tensor-core convolutions prefer.
-        cuda_graphs: capture one whole iteration (evaluation and L-BFGS update) in a CUDA graph
+            ``channels_last``: channels-last (NHWC) feature maps, which tensor-core convolutions prefer.
+            ``cuda_graphs``: capture one whole iteration (evaluation and L-BFGS update) in a CUDA graph
             after 3 warm-up iterations and replay it: removes the per-kernel launch cost, which
             dominates below about 1024 px. Needs ``optimizer="lbfgs"``; no effect on the CPU.
         check_memory: estimate the memory the run needs first (:mod:`nst_lessons.memory`) and
@@ -705,12 +873,17 @@ def style_transfer(
         print_every: print the weighted loss terms every this many iterations (also a sync point).
         callback: called with a :class:`TransferState` after each iteration; returning ``True`` stops.
         progress: draw a tqdm progress bar on stderr.
+        legacy: the keywords of earlier versions, still accepted with a DeprecationWarning
+            (:func:`legacy_arguments`): ``weights``, ``pooling`` (now ``network``) and
+            ``precision``, ``channels_last``, ``cuda_graphs`` (now ``speed``).
 
     Returns:
         A :class:`TransferResult` holding the best image seen (with ``normalize_gradients``, the last
         one evaluated). A non-finite loss or Ctrl-C ends the run early with a warning, still
         returning the best (or last finite) image so far.
     """
+    network, speed = legacy_arguments(network, speed, seed, legacy)
+    precision, channels_last, cuda_graphs = speed.precision, speed.channels_last, speed.cuda_graphs
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; expected {', '.join(OPTIMIZERS)}")
     if iterations < 1:
@@ -730,9 +903,13 @@ def style_transfer(
         check_output_path(save_path)
     if style_targets is not None and (style_size, style_scale, style_blend_weights, masks) != (None,) * 4:
         raise ValueError("with style_targets, give no style_size, style_scale, style_blend_weights or masks")
+    style_network = other_style_network(network, style_network, seed)
+    content_described = described(network, seed)  # layer names and shapes: nothing loaded yet
+    style_described = content_described if style_network is None else described(style_network, seed)
+    content_layers = content_described.content_layers if content_layers is None else tuple(content_layers)
     for name in content_layers:
-        resolve_layer(name)
-    layer_weights = style_layer_weights(style_layers)
+        content_described.layer_index(name)
+    layer_weights = style_layer_weights(style_layers, style_described)
     if not content_layers and not layer_weights:
         raise ValueError("no content or style layers: nothing to optimise")
 
@@ -742,10 +919,11 @@ def style_transfer(
     if style_targets is None and masks is None:
         normalised_blend_weights(style_blend_weights, len(styles))  # checked before any work
     style_images, mask_pairs = load_styles(  # masks checked before the model is loaded
-        styles, output_size, style_size, style_scale, masks, style_blend_weights, layer_weights
+        styles, output_size, style_size, style_scale, masks, style_blend_weights, layer_weights, style_described
     )
-    model, device, weights_name = _load_model(weights, pooling, device, seed)
-    alpha, beta, gamma = _loss_weights(weights_name, model, normalize_gradients, (content_weight, style_weight, tv_weight))
+    model, device = _load_model(network, device, seed)
+    style_model = model if style_network is None else _load_model(style_network, device, seed)[0]
+    alpha, beta, gamma = _loss_weights(model, style_model, normalize_gradients, (content_weight, style_weight, tv_weight))
     for name, value in (("content_weight", alpha), ("style_weight", beta), ("tv_weight", gamma),
                         ("temporal_weight", temporal_weight)):
         _check_weight(name, value)
@@ -753,23 +931,26 @@ def style_transfer(
         largest_style = max(style_images, key=lambda im: im.width * im.height).size
         memory.check_fits(
             memory_model(content_image.size, largest_style, content_layers, layer_weights, precision=precision,
-                         pooling=model.pooling, optimizer=optimizer, history_size=history_size, tv=gamma > 0),
+                         network=model, style_network=style_model, optimizer=optimizer, history_size=history_size,
+                         tv=gamma > 0),
             max(content_image.size), device,
         )  # fmt: skip
 
-    model = _run_model(model, dtype, channels_last)
+    run_model = _run_model(model, dtype, channels_last)
+    run_style_model = run_model if style_model is model else _run_model(style_model, dtype, channels_last)
     with backend_flags(precision, device):
         photo = to_tensor(content_image, device, dtype)
         p, style_tensors, finish = _color_hooks(preserve_color, photo, [to_tensor(im, device, dtype) for im in style_images])
         targets = style_targets or StyleTargets.from_tensors(
-            model, style_tensors, style_layers=layer_weights, size=output_size, blend_weights=style_blend_weights,
+            run_style_model, style_tensors, style_layers=layer_weights, size=output_size, blend_weights=style_blend_weights,
             masks=mask_pairs,  # moved to the features' device and dtype there
             precision=precision, channels_last=channels_last,
         )  # fmt: skip
         frame = _temporal_target(temporal, p) if temporal is not None and temporal_weight else None
         objective = Objective(
-            model, p, targets, content_layers, layer_weights, alpha, beta, gamma, tv_squared, gradients, precision, channels_last,
+            run_model, p, targets, content_layers, layer_weights, alpha, beta, gamma, tv_squared, gradients, precision, channels_last,
             temporal=frame, temporal_weight=temporal_weight, normalize_gradients=normalize_gradients,
+            style_network=run_style_model,
         )  # fmt: skip
         x = _initial_image(init, p, style_tensors[0], seed).requires_grad_(True)
         tracker = Tracker(x, iterations, keep_last=normalize_gradients)
@@ -794,8 +975,9 @@ def style_transfer(
     settings = {
         "size": size, "iterations": iterations, "optimizer": optimizer, "content_layers": list(content_layers),
         "style_layers": layer_weights, "content_weight": alpha, "style_weight": beta, "tv_weight": gamma,
-        "tv_squared": tv_squared, "init": init if isinstance(init, str) else "image", "weights": weights_name,
-        "pooling": model.pooling, "device": str(device), "seed": seed, "gradients": gradients,
+        "tv_squared": tv_squared, "init": init if isinstance(init, str) else "image", "weights": model.spec.weights,
+        "pooling": model.spec.pooling, "content_network": asdict(model.spec), "style_network": asdict(style_model.spec),
+        "device": str(device), "seed": seed, "gradients": gradients,
         "history_size": history_size, "precision": precision, "channels_last": channels_last,
         "cuda_graphs": cuda_graphs and device.type == "cuda", "temporal_weight": temporal_weight if temporal is not None else 0.0,
         "styles": len(styles), "style_size": style_size, "style_scale": style_scale,

@@ -69,9 +69,13 @@ from nst_lessons.batch import is_batch_output
 from nst_lessons.data import resolve_image
 from nst_lessons.files import atomic_dir, atomic_path
 from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, load_image, to_uint8
+from nst_lessons.networks import FeatureNetwork
 from nst_lessons.targets import StyleTargets, shared_targets
-from nst_lessons.transfer import CONTENT_LAYERS, PRECISIONS, STYLE_LAYERS, TransferResult, memory_model, style_transfer
-from nst_lessons.vgg import VGG19, default_device, load_vgg19
+from nst_lessons.transfer import (
+    CONTENT_LAYERS, PRECISIONS, STYLE_LAYERS, Network, Speed, TransferResult, described, load_networks, memory_model, pop_legacy,
+    style_transfer,
+)  # fmt: skip
+from nst_lessons.vgg import default_device
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".gif")
 """Video files that can be written (and read)."""
@@ -235,14 +239,15 @@ class Frame:
     flow: np.ndarray | None = None
 
 
-_OWN_OPTIONS = ("init", "temporal", "temporal_weight", "size", "weights", "progress", "check_memory", "callback",
+_OWN_OPTIONS = ("init", "temporal", "temporal_weight", "size", "progress", "check_memory", "callback",
                 "style_targets", "style_scale", "style_blend_weights", "masks")  # fmt: skip
 
 
-def default_temporal_weight(model: VGG19) -> float:
-    """λ of :data:`DEFAULT_TEMPORAL_WEIGHTS` for a loaded model (a checkpoint file counts as
+def default_temporal_weight(model: FeatureNetwork) -> float:
+    """λ of :data:`DEFAULT_TEMPORAL_WEIGHTS` for a loaded model's weights (a checkpoint file counts as
     "caffe" or "imagenet" by its preprocessing, as :data:`~nst_lessons.transfer.DEFAULT_LOSS_WEIGHTS` does)."""
-    return DEFAULT_TEMPORAL_WEIGHTS.get(model.weights, DEFAULT_TEMPORAL_WEIGHTS["caffe" if model.preprocessing == "caffe" else "imagenet"])
+    fallback = "caffe" if getattr(model, "preprocessing", "imagenet") == "caffe" else "imagenet"
+    return DEFAULT_TEMPORAL_WEIGHTS.get(model.spec.weights, DEFAULT_TEMPORAL_WEIGHTS[fallback])
 
 
 def stylise_frames(
@@ -252,8 +257,8 @@ def stylise_frames(
     size: int | tuple[int, int] | None = None,
     temporal_weight: float | None = None,
     warm_start: bool | None = None,
-    weights: str | os.PathLike[str] | VGG19 = "imagenet",
-    pooling: str = "max",
+    network: Network = "vgg19",
+    style_network: Network | None = None,
     device: str | torch.device | None = None,
     seed: int | None = None,
     style_size: int | None = None,
@@ -261,7 +266,7 @@ def stylise_frames(
 ) -> Iterator[Frame]:
     """Stylise frames one after another, each tied to the last by Ruder et al.'s temporal loss.
 
-    VGG-19 is loaded once for all frames, and the style targets A^l are computed once
+    The network(s) are loaded once for all frames, and the style targets A^l are computed once
     (:class:`~nst_lessons.targets.StyleTargets`; per frame only with ``preserve_color``
     "luminance" or "histogram", which match the style to each photo). Ctrl-C during a frame raises
     ``KeyboardInterrupt`` after the frames already yielded (the interrupted frame is dropped).
@@ -275,19 +280,20 @@ def stylise_frames(
             frame-by-frame transfer.
         warm_start: start frame i from the warped y_(i-1) (content where c = 0); default: λ > 0.
             With λ = 0 and ``warm_start=True`` only the initialisation ties the frames.
-        weights, pooling, device, seed: as :func:`~nst_lessons.transfer.style_transfer`; a loaded
-            :class:`VGG19` is used as it is.
+        network, style_network, device, seed: as :func:`~nst_lessons.transfer.style_transfer`; a
+            loaded network is used as it is. λ's default follows the style network's weights.
         style_size: the style image's long side (default: the output's long side).
         options: passed to :func:`~nst_lessons.transfer.style_transfer` (``iterations``,
-            ``content_weight``, ``style_weight``, ``tv_weight``, ``optimizer``, ``precision``, ...).
+            ``content_weight``, ``style_weight``, ``tv_weight``, ``optimizer``, ``speed``, ...).
 
     Yields:
         A :class:`Frame` per input frame.
     """
     if clash := sorted(set(options) & set(_OWN_OPTIONS)):
         raise ValueError(f"stylise_frames sets {', '.join(clash)} itself")
-    model = weights if isinstance(weights, VGG19) else load_vgg19(weights, pooling=pooling, device=default_device(device), seed=seed or 0)
-    lam = default_temporal_weight(model) if temporal_weight is None else temporal_weight
+    network, _ = pop_legacy(options, network, seed, "stylise_frames")
+    model, style_model = load_networks(network, style_network, device, seed)
+    lam = default_temporal_weight(style_model or model) if temporal_weight is None else temporal_weight
     if not (lam >= 0 and math.isfinite(lam)):
         raise ValueError(f"temporal_weight must be a finite number >= 0, got {lam}")
     warm = lam > 0 if warm_start is None else warm_start
@@ -308,7 +314,7 @@ def stylise_frames(
             style_image = load_image(style, style_size or max(content_im.size))
             # the Grams A^l once for all frames (they are all one size), unless matched to each frame
             targets = shared_targets(
-                model, [style_image], (content_im.height, content_im.width), {**options, "style_size": max(style_image.size)}
+                style_model or model, [style_image], (content_im.height, content_im.width), {**options, "style_size": max(style_image.size)}
             )
         p = np.asarray(content_im, dtype=np.float32) / 255.0
         init: str | torch.Tensor = "content"
@@ -323,7 +329,7 @@ def stylise_frames(
             warnings.simplefilter("always")
             result = style_transfer(
                 content_im, style_image, size=None, style_size=None if targets else max(style_image.size), style_targets=targets,
-                init=init, weights=model, temporal=temporal if lam > 0 else None, temporal_weight=lam, check_memory=False,
+                init=init, network=model, style_network=style_model, temporal=temporal if lam > 0 else None, temporal_weight=lam, check_memory=False,
                 progress=False, **options,  # type: ignore[arg-type]
             )  # fmt: skip
         if result.stopped is not None and result.stopped.startswith("interrupted"):
@@ -659,8 +665,8 @@ def stylise_video(
     size: int = 512,
     fps: float | None = None,
     max_frames: int | None = None,
-    weights: str | os.PathLike[str] | VGG19 = "imagenet",
-    pooling: str = "max",
+    network: Network = "vgg19",
+    style_network: Network | None = None,
     device: str | torch.device | None = None,
     check_memory: bool = True,
     progress: bool = True,
@@ -677,7 +683,7 @@ def stylise_video(
         size: the output's long side in px (mp4/webm: sides rounded down to even).
         fps: the frame rate of a folder of frames (default 25; ignored for video files).
         max_frames: stylise only the first frames.
-        weights, pooling, device: as :func:`~nst_lessons.transfer.style_transfer`; VGG-19 is loaded once.
+        network, style_network, device: as :func:`~nst_lessons.transfer.style_transfer`; each is loaded once.
         check_memory: refuse up front what does not fit (:func:`check_fits`).
         options: passed to :func:`stylise_frames` (``temporal_weight``, ``iterations``, ...).
     """
@@ -685,26 +691,27 @@ def stylise_video(
     kind = check_output(output)
     total = info.frames if max_frames is None else min(info.frames, max_frames)
     wh = frame_size(info.width, info.height, size, even=kind in ("mp4", "webm"))
-    run_device = next(weights.parameters()).device if isinstance(weights, VGG19) else default_device(device)
+    network, _ = pop_legacy(options, network, options.get("seed"), "stylise_video")  # type: ignore[arg-type]
+    run_device = network.device if isinstance(network, FeatureNetwork) else default_device(device)
     style_image = load_image(style, options.get("style_size") or max(wh))  # type: ignore[arg-type]
-    if check_memory:  # before the weights are loaded (or downloaded)
-        settings = {k: options[k] for k in ("precision", "optimizer", "history_size") if k in options}
+    seed = options.pop("seed", None)
+    if check_memory:  # before the weights are loaded (or downloaded): the networks' descriptions
+        nets = described(network, seed), None if style_network is None else described(style_network, seed)  # type: ignore[arg-type]
+        settings = {k: options[k] for k in ("optimizer", "history_size") if k in options}
         check_fits(total, wh, style_image.size, kind, run_device,
-                   content_layers=options.get("content_layers", CONTENT_LAYERS),  # type: ignore[arg-type]
-                   style_layers=list(options.get("style_layers", STYLE_LAYERS)),  # type: ignore[call-overload]
-                   pooling=weights.pooling if isinstance(weights, VGG19) else pooling, tv=options.get("tv_weight") != 0,
-                   **settings)  # fmt: skip
-    if isinstance(weights, VGG19):
-        model = weights
-    else:
-        model = load_vgg19(weights, pooling=pooling, device=run_device, seed=int(options.get("seed") or 0))  # type: ignore[call-overload]
+                   content_layers=options.get("content_layers") or nets[0].content_layers,  # type: ignore[arg-type]
+                   style_layers=list(options.get("style_layers") or (nets[1] or nets[0]).style_layers),  # type: ignore[call-overload]
+                   network=nets[0], style_network=nets[1], tv=options.get("tv_weight") != 0,
+                   precision=getattr(options.get("speed"), "precision", "fp32"), **settings)  # fmt: skip
+    model, style_model = load_networks(network, style_network, run_device, seed)  # type: ignore[arg-type]
     frames = itertools.islice(iter_frames(source), total)
     flicker: list[float] = []
     seconds, interrupted, previous = 0.0, False, None
     bar = tqdm(total=total, unit="frame", disable=not progress, file=sys.stderr, desc=Path(output).name)
     with VideoWriter(output, info.fps, wh) as writer:
         try:
-            for frame in stylise_frames(frames, style_image, size=wh, weights=model, **options):  # type: ignore[arg-type]
+            frames_out = stylise_frames(frames, style_image, size=wh, network=model, style_network=style_model, seed=seed, **options)  # type: ignore[arg-type]
+            for frame in frames_out:
                 written = to_uint8(frame.output)
                 writer.append(written)
                 if previous is not None:
@@ -766,9 +773,10 @@ def _run_video(args: argparse.Namespace) -> int:
         if getattr(args, name) is not None
     }
     result = stylise_video(
-        args.input, style, args.output, size=args.size, fps=args.fps, max_frames=args.max_frames, weights=args.weights,
-        pooling=args.pooling, device=args.device, check_memory=not args.no_memory_check, progress=not args.quiet,
-        iterations=args.iterations, precision=args.precision, **options,
+        args.input, style, args.output, size=args.size, fps=args.fps, max_frames=args.max_frames,
+        network=arguments.network_spec(args), style_network=arguments.style_network_spec(args), device=args.device,
+        check_memory=not args.no_memory_check, progress=not args.quiet, iterations=args.iterations,
+        speed=Speed(args.precision), **options,
     )  # fmt: skip
     flicker = f", mean warped-frame difference {result.flicker.mean():.4f}" if result.flicker.size else ""
     done = f"{result.frames} frames" if not result.interrupted else f"the first {result.frames} of {result.total} frames"

@@ -1,4 +1,4 @@
-"""Shared fixtures: synthetic VGG-19 checkpoints in torchvision's key layout and a local HTTP server."""
+"""Shared fixtures: synthetic VGG checkpoints in torchvision's key layout and a local HTTP server."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from nst_lessons.vgg import VGG19, RandomWeightsWarning, load_vgg19
+from nst_lessons.vgg import VGG, VGG19, RandomWeightsWarning, load_vgg19
 
 
-def synthetic_state_dict(seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random tensors with every key and shape of torchvision's vgg19 state dict (classifier too)."""
+def synthetic_state_dict(seed: int = 0, arch: str = "vgg19") -> dict[str, torch.Tensor]:
+    """Random tensors with every key and shape of torchvision's ``arch`` state dict (classifier too)."""
     g = torch.Generator().manual_seed(seed)
-    state = {k: torch.randn(v.shape, generator=g) * 0.05 for k, v in VGG19().state_dict().items()}
+    state = {k: torch.randn(v.shape, generator=g) * 0.05 for k, v in VGG(arch).state_dict().items()}
     state["classifier.0.weight"] = torch.randn(64, 32, generator=g)  # smaller than the real 4096x25088
     state["classifier.0.bias"] = torch.randn(64, generator=g)
     return state

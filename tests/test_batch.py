@@ -91,14 +91,14 @@ def _fake_result(stopped: str | None = None) -> TransferResult:
 def test_one_model_for_the_whole_batch(tmp_path: Path, random_model: VGG19, monkeypatch: pytest.MonkeyPatch) -> None:
     models: list[object] = []
 
-    def fake(content: object, style: object, *, weights: object, **options: object) -> TransferResult:
-        models.append(weights)
+    def fake(content: object, style: object, *, network: object, **options: object) -> TransferResult:
+        models.append(network)
         return _fake_result()
 
     monkeypatch.setattr(batch, "style_transfer", fake)
-    monkeypatch.setattr(batch, "load_vgg19", lambda *a, **k: random_model)
+    monkeypatch.setattr(batch, "load_networks", lambda *a, **k: (random_model, None))
     contents = [_image(tmp_path / f"{k}.png", k) for k in range(3)]
-    report = run_batch(contents, _image(tmp_path / "style.jpg", 9), tmp_path / "out", weights="random", size=40)
+    report = run_batch(contents, _image(tmp_path / "style.jpg", 9), tmp_path / "out", network="vgg19:random", size=40)
     assert len(models) == 3 and all(m is random_model for m in models)
     assert [o.name for _, o in report.written] == ["0.png", "1.png", "2.png"]
 
@@ -107,7 +107,7 @@ def test_same_output_name_twice_is_a_failure_not_an_overwrite(tmp_path: Path, ra
     monkeypatch.setattr(batch, "style_transfer", lambda *a, **k: _fake_result())
     (tmp_path / "x").mkdir()
     first, second = _image(tmp_path / "a.png", 1), _image(tmp_path / "x" / "a.png", 2)
-    report = run_batch([first, second], _image(tmp_path / "s.png", 3), tmp_path / "out", weights=random_model, size=40)
+    report = run_batch([first, second], _image(tmp_path / "s.png", 3), tmp_path / "out", network=random_model, size=40)
     assert [c for c, _ in report.written] == [first]
     assert report.failed[0][0] == second and str(first) in report.failed[0][1]
 
@@ -115,7 +115,7 @@ def test_same_output_name_twice_is_a_failure_not_an_overwrite(tmp_path: Path, ra
 def test_ctrl_c_writes_nothing_for_the_image_in_progress(tmp_path: Path, random_model: VGG19, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(batch, "style_transfer", lambda *a, **k: _fake_result("interrupted after 1 iterations"))
     with pytest.raises(KeyboardInterrupt):
-        run_batch([_image(tmp_path / "a.png", 1)], _image(tmp_path / "s.png", 3), tmp_path / "out", weights=random_model, size=40)
+        run_batch([_image(tmp_path / "a.png", 1)], _image(tmp_path / "s.png", 3), tmp_path / "out", network=random_model, size=40)
     assert list((tmp_path / "out").iterdir()) == []
 
 
@@ -143,10 +143,10 @@ def test_style_targets_are_computed_once_and_give_the_single_image_results(
     contents = [_image(tmp_path / "a.png", 1), _image(tmp_path / "b.png", 2, (44, 48)), _image(tmp_path / "c.png", 3)]
     style = _image(tmp_path / "style.png", 9)
     settings = dict(size=40, iterations=3, seed=0, progress=False)
-    run_batch(contents, style, tmp_path / "out", weights=random_model, **settings)
+    run_batch(contents, style, tmp_path / "out", network=random_model, **settings)
     assert len(calls) == 1
     for content in contents:  # b's targets are a's rescaled to its shape (StyleTargets.at)
-        single = np.asarray(style_transfer(content, style, weights=random_model, **settings).image, dtype=int)
+        single = np.asarray(style_transfer(content, style, network=random_model, **settings).image, dtype=int)
         batched = np.asarray(Image.open(tmp_path / "out" / content.name), dtype=int)
         assert np.abs(single - batched).max() <= 1
 
@@ -162,7 +162,7 @@ def test_every_images_targets_are_the_first_images_rescaled(tmp_path: Path, rand
     monkeypatch.setattr(batch, "style_transfer", fake)
     shapes = [(48, 44), (44, 48), (48, 44)]
     contents = [_image(tmp_path / f"{k}.png", k, wh) for k, wh in enumerate(shapes)]
-    run_batch(contents, _image(tmp_path / "style.png", 9), tmp_path / "out", weights=random_model, size=40)
+    run_batch(contents, _image(tmp_path / "style.png", 9), tmp_path / "out", network=random_model, size=40)
     first, second, third = seen
     assert second.size != first.size and third is first
     assert all(torch.equal(second.A[n], first.at(second.size).A[n]) for n in first.layers)

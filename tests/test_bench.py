@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from nst_lessons.bench import MODES, flops_per_evaluation, main, summary_at_512
 from nst_lessons.data import example_path
-from nst_lessons.transfer import CONTENT_LAYERS, STYLE_LAYERS, Objective, style_transfer
+from nst_lessons.transfer import CONTENT_LAYERS, STYLE_LAYERS, Objective, Speed, style_transfer
 from nst_lessons.vgg import CAFFE_MEAN_BGR, IMAGENET_MEAN, VGG19
 
 pytestmark = [pytest.mark.filterwarnings("ignore::nst_lessons.vgg.RandomWeightsWarning"), pytest.mark.usefixtures("one_thread")]
@@ -85,17 +85,17 @@ def test_features_match_the_model_in_every_mode(random_model) -> None:  # noqa: 
 
 def test_fast_options_run_on_the_cpu() -> None:
     content, style = example_path("strokes"), example_path("waves")
-    options = dict(size=32, iterations=4, weights="random", device="cpu", progress=False)
+    options = dict(size=32, iterations=4, network="vgg19:random", device="cpu", progress=False)
     exact = style_transfer(content, style, **options)
-    fast = style_transfer(content, style, **options, **MODES["bf16"])
+    fast = style_transfer(content, style, **options, speed=Speed(**MODES["bf16"]))
     assert fast.settings["precision"] == "bf16" and fast.settings["cuda_graphs"] is False  # no CUDA here
     # The same starting image scores about the same; after that the runs part ways by rounding.
     assert fast.history[0]["total"] == pytest.approx(exact.history[0]["total"], rel=0.02)
     assert fast.best_loss < 0.8 * fast.history[0]["total"]
     with pytest.raises(ValueError, match="unknown precision"):
-        style_transfer(content, style, **options, precision="fp16")
+        style_transfer(content, style, **options, speed=Speed(precision="fp16"))
     with pytest.raises(ValueError, match="cuda_graphs needs optimizer='lbfgs'"):
-        style_transfer(content, style, **options, optimizer="adam", cuda_graphs=True)
+        style_transfer(content, style, **options, optimizer="adam", speed=Speed(cuda_graphs=True))
 
 
 def test_the_summary_sets_each_fast_mode_against_the_targets() -> None:

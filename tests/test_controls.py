@@ -36,7 +36,7 @@ def paintings() -> list[torch.Tensor]:
 
 
 def run(model, style, **kwargs):  # noqa: ANN001, ANN003, ANN201
-    options = dict(size=40, iterations=2, weights=model, progress=False)
+    options = dict(size=40, iterations=2, network=model, progress=False)
     return style_transfer(example_path("grace_hopper"), style, **{**options, **kwargs})
 
 

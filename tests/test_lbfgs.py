@@ -80,7 +80,7 @@ def test_iterates_match_torch_on_style_transfer() -> None:
     """In float64 the two runs agree to rounding; float32 runs part ways after a few iterations
     (L-BFGS amplifies rounding), so they are compared only at the start."""
     content, style = example_path("strokes"), example_path("waves")
-    options = dict(size=32, weights="random", device="cpu", progress=False, history_size=3)
+    options = dict(size=32, network="vgg19:random", device="cpu", progress=False, history_size=3)
     ours = style_transfer(content, style, iterations=6, dtype=torch.float64, **options)
     torchs = style_transfer(content, style, iterations=6, dtype=torch.float64, optimizer="torch-lbfgs", **options)
     torch.testing.assert_close(ours.tensor, torchs.tensor, rtol=0, atol=1e-9)
@@ -136,7 +136,7 @@ def test_a_late_read_still_names_the_first_non_finite_iteration(monkeypatch: pyt
     monkeypatch.setattr(Objective, "__call__", poisoned)
     with pytest.warns(RuntimeWarning, match="the loss became nan at iteration 4"):
         result = style_transfer(
-            example_path("strokes"), example_path("waves"), size=32, iterations=6, weights="random",
+            example_path("strokes"), example_path("waves"), size=32, iterations=6, network="vgg19:random",
             device="cpu", progress=False,
         )  # fmt: skip
     assert calls["n"] == 6 and result.iterations == 3 and len(result.history) == 4

@@ -7,7 +7,8 @@ import torch
 
 from nst_lessons import data, lesson
 from nst_lessons.images import ImageError
-from nst_lessons.vgg import VGG19, WeightsError, load_vgg19
+from nst_lessons.networks import NetworkSpec, load_network
+from nst_lessons.vgg import VGG19, WeightsError
 
 
 @pytest.fixture
@@ -79,13 +80,13 @@ def test_fast_mode_loads_random_weights_without_network(
 ) -> None:
     monkeypatch.setenv(lesson.FAST_ENV, "1")
     asked: list[str] = []
-    real = load_vgg19
+    real = load_network
 
-    def spy(weights: str, **kwargs: object):  # noqa: ANN202
-        asked.append(weights)
-        return real(weights, **kwargs)
+    def spy(spec: NetworkSpec, device: object = None):  # noqa: ANN202
+        asked.append(spec.weights)
+        return real(spec, device)
 
-    monkeypatch.setattr(lesson, "load_vgg19", spy)
+    monkeypatch.setattr(lesson, "load_network", spy)
     model = lesson.load_model()
     assert lesson.is_random(model) and asked == ["random"]
     assert lesson.load_model() is model and asked == ["random"]  # cached
@@ -98,14 +99,14 @@ def test_offline_falls_back_to_random_weights_with_the_reason(
     monkeypatch: pytest.MonkeyPatch, fresh_cache: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv(lesson.FAST_ENV, raising=False)
-    real = load_vgg19
+    real = load_network
 
-    def offline(weights: str, **kwargs: object):  # noqa: ANN202
-        if weights != "random":
+    def offline(spec: NetworkSpec, device: object = None):  # noqa: ANN202
+        if spec.weights != "random":
             raise WeightsError("could not download the 'imagenet' VGG-19 weights (no network)")
-        return real(weights, **kwargs)
+        return real(spec, device)
 
-    monkeypatch.setattr(lesson, "load_vgg19", offline)
+    monkeypatch.setattr(lesson, "load_network", offline)
     model = lesson.load_model(pooling="avg", device="cpu")
     assert lesson.is_random(model) and model.pooling == "avg"
     out = capsys.readouterr().out
@@ -120,7 +121,7 @@ def test_real_weights_show_no_banner(
     monkeypatch.delenv(lesson.FAST_ENV, raising=False)
     trained = VGG19()
     trained.weights = "imagenet"
-    monkeypatch.setattr(lesson, "load_vgg19", lambda weights, **kwargs: trained)
+    monkeypatch.setattr(lesson, "load_network", lambda spec, device=None: trained)
     assert lesson.load_model(device="cpu") is trained and not lesson.is_random(trained)
     assert "RANDOM" not in capsys.readouterr().out
 

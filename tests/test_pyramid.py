@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore::nst_lessons.vgg.RandomWeightsW
 
 
 CONTENT, STYLE = example_path("grace_hopper"), example_path("strokes")
-OPTIONS = dict(weights="random", device="cpu", progress=False)
+OPTIONS = dict(network="vgg19:random", device="cpu", progress=False)
 
 
 def test_each_level_starts_from_the_last(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,7 +57,7 @@ def test_colour_post_processing_is_applied_once_to_the_last_level(mode: str, mon
 
 
 def test_masks_and_blend_weights_are_checked_at_every_level_before_the_model_loads(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pyramid, "load_vgg19", lambda *a, **k: pytest.fail("the model was loaded"))
+    monkeypatch.setattr(pyramid, "load_networks", lambda *a, **k: pytest.fail("the model was loaded"))
     column = torch.zeros(48, 41)  # grace_hopper at 48 px; the last column is cropped by the second pooling at 40 px
     column[:, -1] = 1.0
     regions = [(column, torch.ones(40, 40)), (1 - column, torch.ones(40, 40))]

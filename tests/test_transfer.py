@@ -12,6 +12,7 @@ from nst_lessons import transfer
 from nst_lessons.data import example_path
 from nst_lessons.images import load_image, to_tensor
 from nst_lessons.transfer import TransferState, style_transfer
+from nst_lessons.vgg import load_vgg19
 
 pytestmark = pytest.mark.filterwarnings("ignore::nst_lessons.vgg.RandomWeightsWarning")
 
@@ -27,7 +28,7 @@ def style() -> Image.Image:
 
 
 def run(content, style, **kwargs):  # noqa: ANN001, ANN003, ANN201
-    options = dict(size=64, iterations=10, weights="random", device="cpu", progress=False)
+    options = dict(size=64, iterations=10, network="vgg19:random", device="cpu", progress=False)
     return style_transfer(content, style, **{**options, **kwargs})
 
 
@@ -46,7 +47,7 @@ def test_lbfgs_lowers_the_loss_and_keeps_the_best_image(content, style) -> None:
 
 def test_returned_image_is_the_best_candidate(content, style) -> None:  # noqa: ANN001
     result = run(content, style, iterations=5, tv_weight=0.0)
-    model = transfer.load_vgg19("random", device="cpu")
+    model = load_vgg19("random", device="cpu")
     p, a = to_tensor(content), to_tensor(load_image(style, 64))
     objective = transfer.Objective(model, p, a, transfer.CONTENT_LAYERS, {n: 0.2 for n in transfer.STYLE_LAYERS}, 1.0, 1e8, 0.0)
     x = result.tensor.clone().requires_grad_(True)
@@ -168,6 +169,6 @@ def test_bad_arguments_are_clear_errors(content, style, kwargs, message) -> None
 def test_a_loaded_model_can_be_reused(content, style) -> None:  # noqa: ANN001
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = transfer.load_vgg19("random", pooling="avg", device="cpu")
-    result = run(content, style, weights=model, iterations=2)
+        model = load_vgg19("random", pooling="avg", device="cpu")
+    result = run(content, style, network=model, iterations=2)
     assert result.settings["pooling"] == "avg" and result.settings["weights"] == "random"

@@ -150,7 +150,7 @@ def served_imagenet(tmp_path: Path, http_server, monkeypatch: pytest.MonkeyPatch
     """A synthetic checkpoint published as "imagenet" on a local mirror; the cache is a temp folder."""
     state = synthetic_state_dict(seed=7)
     path = save_checkpoint(state, http_server.root)
-    monkeypatch.setitem(vgg.CHECKPOINTS, "imagenet", (path.name, "https://example.invalid/" + path.name))
+    monkeypatch.setitem(vgg.CHECKPOINTS, ("vgg19", "imagenet"), (path.name, "https://example.invalid/" + path.name))
     monkeypatch.setenv("NST_LESSONS_WEIGHTS_MIRROR", http_server.url + "/")
     monkeypatch.setenv("NST_LESSONS_HOME", str(tmp_path / "cache"))
     return state, path, http_server
@@ -245,7 +245,7 @@ def test_file_url_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     served = tmp_path / "mirror"
     served.mkdir()
     path = save_checkpoint(synthetic_state_dict(seed=2), served)
-    monkeypatch.setitem(vgg.CHECKPOINTS, "caffe", (path.name, "https://example.invalid/" + path.name))
+    monkeypatch.setitem(vgg.CHECKPOINTS, ("vgg19", "caffe"), (path.name, "https://example.invalid/" + path.name))
     monkeypatch.setenv("NST_LESSONS_WEIGHTS_MIRROR", served.as_uri())
     monkeypatch.setenv("NST_LESSONS_HOME", str(tmp_path / "cache"))
     model = load_vgg19("caffe", device="cpu", progress=False)

@@ -123,9 +123,9 @@ def test_temporal_weight_zero_is_frame_by_frame(model: VGG19, one_thread: None) 
     style = resolve_image("strokes")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        plain = list(video.stylise_frames(frames, style, temporal_weight=0, weights=model, iterations=4))
-        alone = style_transfer(Image.fromarray(frames[2]), style, size=None, weights=model, iterations=4, progress=False)
-        tied = list(video.stylise_frames(frames, style, weights=model, iterations=4))
+        plain = list(video.stylise_frames(frames, style, temporal_weight=0, network=model, iterations=4))
+        alone = style_transfer(Image.fromarray(frames[2]), style, size=None, network=model, iterations=4, progress=False)
+        tied = list(video.stylise_frames(frames, style, network=model, iterations=4))
     assert np.array_equal(plain[2].output, alone.tensor[0].permute(1, 2, 0).numpy())  # a plain transfer of frame 2 alone
     assert all(f.weights is None and f.result.history[0]["temporal"] == 0 for f in plain)
     assert tied[1].result.history[0]["temporal"] == 0  # it starts at ω(y_0) wherever c = 1 ...
@@ -165,7 +165,7 @@ def test_the_reported_flicker_reuses_the_frames_flow(
     monkeypatch.setattr(video, "frame_flow", lambda *a: calls.append(1) or real(*a))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = video.stylise_video(source, resolve_image("strokes"), tmp_path / "out", size=64, weights=model,
+        result = video.stylise_video(source, resolve_image("strokes"), tmp_path / "out", size=64, network=model,
                                      iterations=2, temporal_weight=temporal_weight, progress=False)  # fmt: skip
     assert len(calls) == len(frames) - 1
     assert np.array_equal(result.flicker, video.warped_differences(list(video.iter_frames(tmp_path / "out")), frames))
@@ -274,7 +274,7 @@ def test_frames_of_another_size_are_refused_not_stretched(
     with pytest.raises(video.VideoError, match="frame 3 is 40x48, frame 1 is 64x48"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            list(video.stylise_frames(frames, resolve_image("strokes"), size=(64, 48), weights=model, iterations=1))
+            list(video.stylise_frames(frames, resolve_image("strokes"), size=(64, 48), network=model, iterations=1))
     folder = tmp_path / "frames"
     folder.mkdir()
     for k, frame in enumerate(frames):
