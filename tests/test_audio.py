@@ -268,3 +268,14 @@ def test_ctrl_c_exits_130_and_writes_nothing(files: dict[str, Path], tmp_path: P
     assert cli.main(["texture", str(files["good"]), "-o", str(out / "t.wav"), "--filters", "16", "--iterations", "10", "--quiet"]) == 130
     assert len(calls) == 3 and list(out.iterdir()) == []
     assert "interrupted" in capsys.readouterr().err
+
+
+def test_texture_takes_a_sound_or_an_image_and_refuses_the_other_kinds_options(files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sound_only, image_only = ["--seconds", "1"], ["--size", "64"]
+    assert cli.main(["texture", str(files["good"]), "-o", str(tmp_path / "a.wav"), *image_only, "-q"]) == 2
+    assert capsys.readouterr().err.strip() == f"nst-lessons: error: --size is for an image texture, and STYLE {files['good']} is a sound"
+    assert cli.main(["texture", "mosaic", "-o", str(tmp_path / "a.png"), *sound_only, "-q"]) == 2
+    assert capsys.readouterr().err.strip() == "nst-lessons: error: --seconds is for a sound texture, and STYLE mosaic is not a sound"
+    assert not any(tmp_path.glob("a.*"))
+    assert cli.main(["texture", "rain", "-o", str(tmp_path / "rain.flac"), *sound_only, "--filters", "16", "--iterations", "2", "-q"]) == 0
+    assert soundfile.info(str(tmp_path / "rain.flac")).frames == RATE
