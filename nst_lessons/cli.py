@@ -5,8 +5,9 @@
     nst-lessons weights {imagenet,caffe} [--network vgg16]    download VGG weights once
     nst-lessons style-space FOLDER -o OUT                     compare a collection by style and content
     nst-lessons video IN STYLE -o OUT [options]               stylise a video (mp4, webm, gif, frames)
-    nst-lessons texture STYLE -o OUT [options]                synthesise a texture like STYLE from noise
-    nst-lessons examples                                      list the example images
+    nst-lessons audio CONTENT STYLE -o OUT.wav [options]      give a sound another's texture
+    nst-lessons texture STYLE -o OUT [options]                synthesise a texture like STYLE (an image or a sound)
+    nst-lessons examples                                      list the example images and sounds
     nst-lessons grade SUBMISSION.ipynb --results results.json grade an exercise notebook
     nst-lessons release [COURSE]                              write the student notebooks
     nst-lessons book -o SITE [--fast]                         the lessons, executed, as a web site
@@ -38,10 +39,11 @@ from nst_lessons import __version__
 from nst_lessons.arguments import (
     add_loss_weight_arguments, add_network_arguments, int_at_least, network_spec, non_negative, positive, style_network_spec,
 )  # fmt: skip
+from nst_lessons.audio import add_audio_parser
 from nst_lessons.batch import is_batch_output, resolve_content, run_batch_command
 from nst_lessons.book import add_book_parser
 from nst_lessons.color import COLOR_MODES
-from nst_lessons.data import CLASSICS, EXAMPLES, OFFLINE, images_home, resolve_image
+from nst_lessons.data import CLASSICS, EXAMPLES, OFFLINE, SOUNDS, images_home, resolve_image, sounds_home
 from nst_lessons.grading.cli import add_grade_parser, add_release_parser
 from nst_lessons.files import check_outputs, check_writable
 from nst_lessons.images import MIN_SIDE, ImageError, check_output_path, save_image
@@ -284,7 +286,7 @@ def _add_weights(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_examples(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("examples", help="list the example images", description="List the example images.")
+    p = subparsers.add_parser("examples", help="list the example images and sounds", description="List the example images and sounds.")
     p.set_defaults(func=_run_examples)
 
 
@@ -293,7 +295,9 @@ def _run_examples(args: argparse.Namespace) -> int:
         print(f"{name:16} offline")
     for name in CLASSICS:
         print(f"{name:16} downloaded once")
-    print(f"images are cached in {images_home()}, weights in {weights_home()}")
+    for name, seconds in SOUNDS.items():
+        print(f"{name:16} sound, {seconds:g} s, generated")
+    print(f"images are cached in {images_home()}, sounds in {sounds_home()}, weights in {weights_home()}")
     return 0
 
 
@@ -309,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_style_space_parser(subparsers)
     add_video_parser(subparsers)
     add_book_parser(subparsers)
+    add_audio_parser(subparsers)
     add_texture_parser(subparsers)
     return parser
 

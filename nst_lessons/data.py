@@ -1,5 +1,5 @@
 """Example images: offline ones (a photo matplotlib ships, style images generated here) and
-downloadable public-domain classics, pinned by SHA-256.
+downloadable public-domain classics, pinned by SHA-256; and example sounds, generated here.
 
 Names, for :func:`example_path` and the command line:
 
@@ -8,6 +8,10 @@ Names, for :func:`example_path` and the command line:
   under ``data/`` (offline);
 - ``starry_night``, ``the_scream``, ``shipwreck``, ``woman_with_hat``, ``tubingen``: downloaded once
   from jcjohnson/neural-style at a fixed commit and cached under ``$NST_LESSONS_HOME/images``.
+
+Sounds, for :func:`nst_lessons.audio.resolve_sound` and the ``audio`` and ``texture`` commands:
+``melody`` (a content), ``rain``, ``clicks`` and ``bells`` (styles), made by :func:`generate_sound`
+(deterministic, no download) and cached as WAV under ``$NST_LESSONS_HOME/sounds`` on first use.
 
 Regenerate the committed style images with ``python -m nst_lessons.data``.
 """
@@ -46,6 +50,10 @@ CLASSICS: dict[str, tuple[str, str]] = {
 """name -> (file name in jcjohnson/neural-style's examples/inputs, SHA-256)."""
 
 GENERATED = ("waves", "mosaic", "strokes")
+SOUNDS: dict[str, float] = {"melody": 6.0, "rain": 5.0, "clicks": 5.0, "bells": 5.0}
+"""Example sound -> its length in seconds."""
+SOUND_RATE = 22_050
+"""The example sounds' sample rate (the audio module's working rate)."""
 OFFLINE = ("grace_hopper", *GENERATED)
 EXAMPLES = (*OFFLINE, *CLASSICS)
 
@@ -130,6 +138,87 @@ def generate_style(name: str, size: int = 256, seed: int = 0) -> Image.Image:
     else:
         raise ValueError(f"unknown generated style {name!r}; expected one of {', '.join(GENERATED)}")
     return im
+
+
+def generate_sound(name: str, seconds: float | None = None, sample_rate: int = SOUND_RATE, seed: int = 0) -> np.ndarray:
+    """One of the example sounds, mono float32 samples (S,) with peak 0.5, deterministic for its arguments.
+
+    - ``melody``: a tune of harmonic notes (eight harmonics, amplitude 1/k, plucked envelopes),
+      two notes a second: a content with a clear pitch line;
+    - ``rain``: soft pink-ish noise under thousands of droplets (short decaying band-pass bursts
+      at random times): a texture with no rhythm;
+    - ``clicks``: short clicks on a 3 + 3 + 2 pattern of sixteenth notes at 120 beats a minute
+      (twice a bar), the first of each group of eight louder: a texture whose rhythm a Gram
+      matrix cannot keep;
+    - ``bells``: a chord of three bells (Risset's inharmonic partials) struck every 1.25 s.
+
+    ``seconds`` defaults to :data:`SOUNDS`' length for the name.
+    """
+    if name not in SOUNDS:
+        raise ValueError(f"unknown example sound {name!r}; expected one of {', '.join(SOUNDS)}")
+    rng = np.random.default_rng(seed)
+    n = round((SOUNDS[name] if seconds is None else seconds) * sample_rate)
+    t = np.arange(n) / sample_rate
+    y = np.zeros(n)
+
+    def add(start: float, burst: np.ndarray) -> None:
+        i = round(start * sample_rate)
+        if i < n:
+            y[i : i + len(burst)] += burst[: n - i]
+
+    if name == "melody":
+        tune = [60, 62, 64, 60, 60, 62, 64, 60, 64, 65, 67, 67, 64, 65, 67, 67, 67, 69, 67, 65, 64, 60, 62, 55]
+        length = int(0.5 * sample_rate)
+        tn = np.arange(length) / sample_rate
+        envelope = np.minimum(tn / 0.01, 1.0) * np.exp(-tn / 0.25)
+        for k, start in enumerate(np.arange(0.0, t[-1], 0.5)):
+            f0 = 440.0 * 2 ** ((tune[k % len(tune)] - 69) / 12)
+            note = sum(np.sin(2 * np.pi * h * f0 * tn) / h for h in range(1, 9) if h * f0 < sample_rate / 2)
+            add(start, envelope * note)
+    elif name == "rain":
+        white = rng.standard_normal(n)
+        spectrum = np.fft.rfft(white) / np.sqrt(np.maximum(np.fft.rfftfreq(n, 1 / sample_rate), 50.0))
+        y += 0.02 * np.fft.irfft(spectrum, n) / np.std(np.fft.irfft(spectrum, n))
+        for start in np.sort(rng.uniform(0, t[-1], size=int(400 * t[-1]))):
+            length = int(rng.uniform(0.002, 0.012) * sample_rate)
+            tb = np.arange(length) / sample_rate
+            f = rng.uniform(1500, 7000)
+            add(start, rng.uniform(0.05, 0.4) * np.sin(2 * np.pi * f * tb) * np.exp(-tb / (length / sample_rate / 4)))
+    elif name == "clicks":
+        length = int(0.01 * sample_rate)
+        tb = np.arange(length) / sample_rate
+        click = rng.standard_normal(length) * np.exp(-tb / 0.0015)
+        for bar in np.arange(0.0, t[-1], 2.0):  # a bar of four beats at 120 bpm: sixteen sixteenths
+            for step, accent in ((0, 1.0), (3, 0.6), (6, 0.6), (8, 1.0), (11, 0.6), (14, 0.6)):
+                add(bar + step * 0.125, accent * click)
+    elif name == "bells":
+        partials = [(0.56, 1.0, 1.0), (0.92, 0.67, 0.9), (1.19, 1.0, 0.65), (1.71, 1.8, 0.55), (2.0, 2.67, 0.33),
+                    (2.74, 1.67, 0.35), (3.0, 1.46, 0.25), (3.76, 1.33, 0.2), (4.07, 1.33, 0.15)]  # (ratio, amp, decay s)
+        length = int(1.25 * sample_rate)
+        tb = np.arange(length) / sample_rate
+        for start in np.arange(0.0, t[-1], 1.25):
+            for f0 in (440.0, 554.37, 659.25):  # A major
+                add(start, sum(a * np.exp(-tb / d) * np.sin(2 * np.pi * r * f0 * tb) for r, a, d in partials))
+    y = y / np.abs(y).max()
+    return (0.5 * y).astype(np.float32)
+
+
+def sounds_home() -> Path:
+    """Cache folder of the generated example sounds: beside :func:`images_home`."""
+    return images_home().parent / "sounds"
+
+
+def example_sound_path(name: str) -> Path:
+    """Path of an example sound, a WAV generated once into :func:`sounds_home`."""
+    from nst_lessons.audio import save_sound
+
+    if name not in SOUNDS:
+        raise ValueError(f"unknown example sound {name!r}; expected one of {', '.join(SOUNDS)}")
+    path = sounds_home() / f"{name}.wav"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_sound(generate_sound(name), SOUND_RATE, path)
+    return path
 
 
 def example_path(name: str, *, progress: bool = True) -> Path:

@@ -337,6 +337,36 @@ def loss_plot(
     return ax.figure
 
 
+def spectrograms(
+    named: Mapping[str, np.ndarray],
+    sample_rate: int,
+    hop: int,
+    *,
+    max_hz: float = 8000.0,
+    width: float = 10.0,
+    title: str | None = None,
+) -> Figure:
+    """Log spectrograms X (F, T), one panel each, stacked with a shared colour scale: time in
+    seconds across (frame t at t * hop / sample_rate), frequency in kHz up to ``max_hz``
+    (bin f at f * sample_rate / n_fft with n_fft = 2 (F - 1)).
+
+    Args:
+        named: ``{title: X}``; the X may have different lengths (the time axes are shared).
+    """
+    fig, axes = _panels(len(named), 1, width, 1.0 + 1.7 * len(named))
+    top = max(float(X.max()) for X in named.values())
+    for ax, (label, X) in zip(axes[:, 0], named.items()):
+        n_fft = 2 * (X.shape[0] - 1)
+        extent = (0.0, X.shape[1] * hop / sample_rate, 0.0, sample_rate / 2 / 1000)
+        image = ax.imshow(X, origin="lower", aspect="auto", cmap="magma", extent=extent, vmin=0.0, vmax=top, interpolation="nearest")
+        ax.set_ylim(0, min(max_hz, sample_rate / 2) / 1000)
+        ax.set_ylabel("kHz")
+        ax.set_title(f"{label}  ({X.shape[0]} bins of {sample_rate / n_fft:.1f} Hz x {X.shape[1]} frames)", fontsize="medium")
+    axes[-1, 0].set_xlabel("seconds")
+    fig.colorbar(image, ax=axes[:, 0], label="log(1 + |STFT|)", shrink=0.8)
+    return _finish(fig, title, False)
+
+
 class LiveLossPlot:
     """A callback for :func:`nst_lessons.transfer.style_transfer` that redraws, in place, the
     current image beside its loss curves, at most once every ``interval`` seconds.
@@ -539,6 +569,7 @@ __all__ = [
     "loss_plot",
     "ratio_grid",
     "show_images",
+    "spectrograms",
     "stamp_random_weights",
     "to_array",
 ]

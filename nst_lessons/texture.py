@@ -16,12 +16,13 @@ one that makes textures you recognise, where a random deep VGG gives coloured bl
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 from pathlib import Path
 
 import torch
 
-from nst_lessons import memory
+from nst_lessons import audio, memory
 from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, check_output_path, load_image, save_image
 from nst_lessons.networks import FeatureNetwork
 from nst_lessons.targets import style_layer_weights
@@ -135,17 +136,20 @@ def add_texture_parser(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "texture",
-        help="synthesise a new texture like an image, from white noise",
+        help="synthesise a new texture like an image or a sound, from noise",
         description="Texture synthesis (Gatys, Ecker & Bethge, 2015): starting from white noise, find an image "
         "whose Gram matrices match STYLE's (style loss only, no content). Offline, --network multiscale (random "
-        "filters at eight sizes, Ustyuzhaninov et al. 2017) makes recognisable textures with no download.",
+        "filters at eight sizes, Ustyuzhaninov et al. 2017) makes recognisable textures with no download. "
+        "A STYLE that is a sound (a file libsndfile reads: .wav .flac .ogg .mp3 ..., or an example sound such "
+        "as rain) gives a sound texture instead (Ulyanov & Lebedev, 2016; see nst-lessons audio): the options "
+        "marked 'sound:' are for sounds only, --size ... --no-memory-check for images only.",
     )
-    p.add_argument("style", metavar="STYLE", help="the source texture: an image file or an example name such as starry_night")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="where to write the texture (.png, .jpg, ...)")
+    p.add_argument("style", metavar="STYLE", help="the source texture: an image or a sound file, or an example name such as starry_night or rain")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="where to write the texture (.png, .jpg, ...; a sound's .wav or .flac)")
     p.add_argument("--size", type=arguments.int_at_least(MIN_SIDE), default=DEFAULT_SIZE, help=f"long side of STYLE, and of OUT unless --width/--height are given, in px (default {DEFAULT_SIZE})")
     p.add_argument("--width", type=arguments.int_at_least(MIN_SIDE), help="OUT's width in px (default: STYLE's at --size; with --height alone, STYLE's aspect ratio)")
     p.add_argument("--height", type=arguments.int_at_least(MIN_SIDE), help="OUT's height in px")
-    p.add_argument("--iterations", type=arguments.int_at_least(1), default=500, help="L-BFGS iterations (default 500)")
+    p.add_argument("--iterations", type=arguments.int_at_least(1), help=f"L-BFGS iterations (default {ITERATIONS} for an image, {audio.ITERATIONS} for a sound)")
     arguments.add_network_arguments(p, seed_help="seed of the white noise the synthesis starts from (and of random filters); another seed, another sample", style_network=False)
     p.add_argument("--style-weight", type=arguments.non_negative, help="beta (default: the network's)")
     p.add_argument("--tv-weight", type=arguments.non_negative, help="gamma, total variation (default 0, as in the paper)")
@@ -153,7 +157,36 @@ def add_texture_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="GPU arithmetic (default fp32)")
     p.add_argument("--no-memory-check", action="store_true", help="skip the memory estimate that refuses runs too large for the device")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=run_image_texture)
+    audio.add_sound_options(p, texture=True, defaults=False)
+    image_defaults = {dest: p.get_default(dest) for dest in IMAGE_ONLY_OPTIONS}
+    p.set_defaults(func=functools.partial(run_texture, image_defaults=image_defaults))
+
+
+IMAGE_ONLY_OPTIONS = {
+    "size": "--size", "width": "--width", "height": "--height", "network": "--network", "weights": "--weights",
+    "pooling": "--pooling", "style_weight": "--style-weight", "tv_weight": "--tv-weight", "history_size": "--history-size",
+    "precision": "--precision", "no_memory_check": "--no-memory-check",
+}  # fmt: skip
+"""``texture``'s options that only an image takes (argparse dest -> flag); the sound-only ones are
+:data:`nst_lessons.audio.SOUND_ONLY_OPTIONS`."""
+ITERATIONS = 500
+"""An image texture's default L-BFGS iterations."""
+
+
+def run_texture(args: argparse.Namespace, image_defaults: dict[str, object]) -> int:
+    """``nst-lessons texture``: a sound STYLE (:func:`nst_lessons.audio.is_sound_input`) goes to
+    :func:`nst_lessons.audio.run_sound_command`, anything else to :func:`run_image_texture`; an
+    option given that the other kind only has is refused in one line, before any work."""
+    if audio.is_sound_input(args.style):
+        given = [flag for dest, flag in IMAGE_ONLY_OPTIONS.items() if getattr(args, dest) != image_defaults[dest]]
+        if given:
+            raise ValueError(f"{given[0]} is for an image texture, and STYLE {args.style} is a sound")
+        return audio.run_sound_command(args)
+    given = [flag for dest, flag in audio.SOUND_ONLY_OPTIONS.items() if getattr(args, dest) is not None]
+    if given:
+        raise ValueError(f"{given[0]} is for a sound texture, and STYLE {args.style} is not a sound")
+    args.iterations = ITERATIONS if args.iterations is None else args.iterations
+    return run_image_texture(args)
 
 
 def run_image_texture(args: argparse.Namespace) -> int:
@@ -181,4 +214,7 @@ def run_image_texture(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["DEFAULT_SIZE", "add_texture_parser", "run_image_texture", "same_file", "texture_shape", "texture_synthesis"]
+__all__ = [
+    "DEFAULT_SIZE", "IMAGE_ONLY_OPTIONS", "ITERATIONS", "add_texture_parser", "run_image_texture", "run_texture", "same_file",
+    "texture_shape", "texture_synthesis",
+]  # fmt: skip

@@ -527,8 +527,12 @@ class Loop:
             for v, s in zip(values, self.stamps)
         ]
 
-    def run(self, sync_at: Callable[[int], bool], on_sync: Callable[[int, float], str | None]) -> str | None:
-        """Iterate; returns ``None`` if every iteration ran, else why the run stopped."""
+    def run(
+        self, sync_at: Callable[[int], bool], on_sync: Callable[[int, float], str | None], reraise_interrupt: bool = False
+    ) -> str | None:
+        """Iterate; returns ``None`` if every iteration ran, else why the run stopped. Ctrl-C stops
+        the run with a warning, or with ``reraise_interrupt`` raises KeyboardInterrupt again (for a
+        caller that keeps nothing half-done)."""
         bar = tqdm(total=self.iterations, disable=not self.progress, file=sys.stderr, unit="it", mininterval=SYNC_SECONDS)
         stopped: str | None = None
         start = last_read = time.perf_counter()
@@ -555,6 +559,9 @@ class Loop:
                 if stopped is not None:
                     break
         except KeyboardInterrupt:
+            if reraise_interrupt:
+                bar.close()
+                raise
             self.done = len(self.stamps)
             stopped = f"interrupted after {self.done} iterations"
             warnings.warn(f"{stopped}; returning the best image so far", RuntimeWarning, stacklevel=3)

@@ -44,8 +44,12 @@ def fast_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.setenv(var, "1")
 
 
-def test_the_nine_notebooks_exist() -> None:
-    assert [p.name[:2] for p in NOTEBOOKS] == [f"{k:02d}" for k in range(1, 13)]
+RANDOM_BY_DESIGN = {"13_sound"}
+"""Notebooks whose networks are random on purpose (no trained weights exist to fall back from)."""
+
+
+def test_the_notebooks_exist() -> None:
+    assert [p.name[:2] for p in NOTEBOOKS] == [f"{k:02d}" for k in range(1, 14)]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -76,5 +80,5 @@ def test_notebook_runs_in_fast_mode(path: Path, fast_env: None) -> None:
     figures = [o for o in outputs if "image/png" in o.get("data", {})]
     banners = [o for o in outputs if RANDOM_BANNER in o.get("data", {}).get("text/html", "")]
     assert len(figures) >= 3, f"only {len(figures)} figures"
-    assert banners, "images from random weights without the banner"
+    assert banners or path.stem in RANDOM_BY_DESIGN, "images from random weights without the banner"
     assert path.read_bytes() == committed, "the committed notebook was modified"

@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CONDA_NAMES = {"pytorch": "torch", "opencv": "opencv-python-headless"}  # conda's name -> pip's
+CONDA_NAMES = {"pytorch": "torch", "opencv": "opencv-python-headless", "pysoundfile": "soundfile"}  # conda's name -> pip's
 
 
 def _requirement(text: str) -> tuple[str, str]:
