@@ -63,7 +63,7 @@ from nst_lessons import losses
 from nst_lessons.arguments import device as device_type
 from nst_lessons.arguments import int_at_least, non_negative, positive
 from nst_lessons.arguments import seed as seed_type
-from nst_lessons.files import atomic_path
+from nst_lessons.files import atomic_path, check_outputs, check_writable
 from nst_lessons.memory import available_bytes
 from nst_lessons.transfer import Loop, Tracker, iteration
 from nst_lessons.vgg import default_device
@@ -215,11 +215,8 @@ def check_output(path: str | os.PathLike[str], inputs: Sequence[str | os.PathLik
         raise AudioError(f"cannot write {path}: it is a directory")
     if not path.parent.is_dir():
         raise AudioError(f"cannot write {path}: folder {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK):
-        raise AudioError(f"cannot write {path}: folder {path.parent} is not writable")
-    for given in inputs:
-        if path.exists() and Path(given).exists() and os.path.samefile(path, given):
-            raise AudioError(f"the output {path} is the input {given}; choose another name")
+    check_writable(path.parent)
+    check_outputs([("the output", path)], [("the input", given) for given in inputs])
     return fmt
 
 

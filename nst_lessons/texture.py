@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import functools
-import os
 from pathlib import Path
 
 import torch
 
 from nst_lessons import audio, memory
-from nst_lessons.images import MIN_SIDE, ImageError, ImageLike, check_output_path, load_image, save_image
+from nst_lessons.files import check_outputs
+from nst_lessons.images import MIN_SIDE, ImageLike, check_output_path, load_image, save_image
 from nst_lessons.networks import FeatureNetwork
 from nst_lessons.targets import style_layer_weights
 from nst_lessons.transfer import Speed, TransferResult, described, memory_model, style_transfer
@@ -120,15 +120,6 @@ def _check_fits(
 # --------------------------------------------------------------------------- command line
 
 
-def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
-    """Whether two paths name one file, however they are spelled (links, ``..``, case on a
-    case-insensitive file system)."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.realpath(a) == os.path.realpath(b)
-
-
 def add_texture_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``nst-lessons texture STYLE -o OUT``."""
     from nst_lessons import arguments
@@ -197,8 +188,7 @@ def run_image_texture(args: argparse.Namespace) -> int:
 
     check_output_path(args.output)
     style = resolve_image(str(args.style))
-    if same_file(style, args.output):
-        raise ImageError(f"the output {args.output} is the input texture {args.style}; choose another name")
+    check_outputs([("the output", args.output)], [("the input texture", style)])
     result = texture_synthesis(
         style, size=args.size, width=args.width, height=args.height, network=network_spec(args),
         iterations=args.iterations, seed=args.seed, tv_weight=args.tv_weight if args.tv_weight is not None else 0.0,
@@ -215,6 +205,6 @@ def run_image_texture(args: argparse.Namespace) -> int:
 
 
 __all__ = [
-    "DEFAULT_SIZE", "IMAGE_ONLY_OPTIONS", "ITERATIONS", "add_texture_parser", "run_image_texture", "run_texture", "same_file",
+    "DEFAULT_SIZE", "IMAGE_ONLY_OPTIONS", "ITERATIONS", "add_texture_parser", "run_image_texture", "run_texture",
     "texture_shape", "texture_synthesis",
 ]  # fmt: skip
