@@ -37,7 +37,7 @@ from pathlib import Path
 import nbformat
 from nbformat import NotebookNode
 
-from nst_lessons.files import atomic_dir
+from nst_lessons.files import atomic_dir, check_writable
 from nst_lessons.lesson import FAST_ENV, settings
 
 MATHJAX_TO_MATHTEXT: tuple[tuple[str, str], ...] = (
@@ -275,7 +275,7 @@ def render_index(pages: Sequence[Page], banner: str) -> str:
 
 def check_site(site: Path, source: Path) -> None:
     """A ``ValueError`` unless ``site`` may receive a build: absent, empty, or an earlier build, and
-    outside the notebooks' folder."""
+    outside the notebooks' folder; a ``PermissionError`` if no file can be created beside it."""
     resolved, src = site.resolve(), source.resolve()
     if resolved == src or src in resolved.parents:
         raise ValueError(f"the site {site} would be inside the notebooks' folder {source}; write it elsewhere")
@@ -285,8 +285,7 @@ def check_site(site: Path, source: Path) -> None:
         raise ValueError(f"{site} exists and is not a folder")
     if site.is_dir() and any(site.iterdir()) and not (site / MARKER).is_file():
         raise ValueError(f"{site} is not empty and is not an earlier site built by nst-lessons book; choose another folder")
-    if not os.access(site.parent if not site.exists() else site, os.W_OK) or not os.access(resolved.parent, os.W_OK):
-        raise ValueError(f"cannot write to {site.parent if not site.exists() else site}")
+    check_writable(resolved.parent)  # the build is made beside the site and renamed into place
 
 
 @contextlib.contextmanager
