@@ -50,6 +50,7 @@ import logging
 import math
 import os
 import re
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
@@ -558,6 +559,7 @@ class VideoWriter:
             raise VideoError(f"{self.kind} needs even frame sides, got {size[0]}x{size[1]}")
         self.count = 0
         self._gif: list[np.ndarray] = []
+        self._tmp: Path | None = None
         self._files = contextlib.ExitStack()
         self._ffmpeg: Generator[None, np.ndarray | None, None] | None = None
 
@@ -611,7 +613,28 @@ class VideoWriter:
             if self._ffmpeg is not None:
                 with contextlib.suppress(Exception):  # ffmpeg may already be gone; the file is dropped anyway
                     self._ffmpeg.close()
+            if kind is not None and self._tmp is not None:
+                _stop_children_writing(self._tmp)
             self._files.__exit__(kind, error, None)  # atomic_path / atomic_dir: replace on success, else remove
+
+
+def _stop_children_writing(path: Path) -> None:
+    """Kill and reap this process's children that name ``path`` on their command line.
+
+    A signal that lands while imageio-ffmpeg starts ffmpeg (inside ``Popen``, before its generator
+    holds the process) leaves an ffmpeg that nothing stops: it opens ``path`` after the temporary
+    file is removed and writes an empty video there. Linux only (``/proc``); elsewhere nothing is done.
+    """
+    me, target = os.getpid(), os.fsencode(str(path))
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            ppid = int((proc / "stat").read_bytes().rsplit(b")", 1)[1].split()[1])
+            if ppid != me or target not in (proc / "cmdline").read_bytes().split(b"\0"):
+                continue
+            os.kill(int(proc.name), signal.SIGKILL)
+            os.waitpid(int(proc.name), 0)
+        except (OSError, ValueError, IndexError):  # gone meanwhile, or not ours to wait for
+            continue
 
 
 # --------------------------------------------------------------------------- memory

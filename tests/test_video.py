@@ -4,6 +4,7 @@ temporal loss measurably reducing flicker on a synthetic clip with known motion.
 from __future__ import annotations
 
 import subprocess
+import time
 import warnings
 from pathlib import Path
 
@@ -299,3 +300,28 @@ def test_a_rotated_video_reads_upright_without_ffmpeg_size_warnings(tmp_path: Pa
         frames = list(video.iter_frames(rotated))
     assert (info.width, info.height, info.frames) == (48, 64, 3) and [f.shape for f in frames] == [(64, 48, 3)] * 3
     assert not [r for r in caplog.records if r.name.startswith("imageio_ffmpeg")], caplog.text
+
+
+def test_a_signal_while_ffmpeg_starts_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM or Ctrl-C inside Popen, after ffmpeg started and before imageio-ffmpeg's generator holds
+    it: the writer stops that ffmpeg, which would otherwise open the removed temporary file again on
+    its own and leave an empty video beside the output."""
+    real = subprocess.Popen
+
+    def interrupted(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
+        process = real(*args, **kwargs)
+        if kwargs.get("stdin") != subprocess.PIPE:  # not the writer (imageio-ffmpeg may ask ffmpeg's version first)
+            return process
+        process.stdin.close()  # as when this process exits: ffmpeg sees no frames and writes its output
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(subprocess, "Popen", interrupted)
+    with pytest.raises(KeyboardInterrupt), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # the dropped Popen
+        with video.VideoWriter(tmp_path / "out.mp4", 10, (48, 32)):
+            pass
+    monkeypatch.undo()
+    deadline = time.monotonic() + 3  # an ffmpeg left running writes its file within this on this machine
+    while time.monotonic() < deadline:
+        assert list(tmp_path.iterdir()) == []
+        time.sleep(0.1)
