@@ -17,7 +17,8 @@ One difference, for speed: by default the style loss takes one Gram per filter s
 1024 x 1024 Gram. The full Gram costs N^2 M multiply-adds, 8x those of the eight blocks: at 256 px
 about 200 billion per evaluation with its backward, several whole VGG-19 evaluations. What the
 cross-scale correlations add has not been compared at length here; the paper's single Gram is
-the layer ``relu`` (all 1024 maps), for ``style_layers=("relu",)``.
+the layer ``relu`` (all 1024 maps), for ``style_layers=("relu",)``. The style loss on this network
+takes the Gram's backward as one product, (dL/dG + dL/dG^T) F (``symmetric_gram``).
 
 Content. The layer is local and has 1024 maps per pixel for 3 unknowns, so a content loss on it
 keeps the photo pixel for pixel. The content representation here is the photo itself at low
@@ -157,6 +158,7 @@ class MultiScale(FeatureNetwork):
 
     random = True  # type: ignore[assignment]
     title = "random multi-scale"  # type: ignore[assignment]
+    symmetric_gram = True  # the eight Grams are a fifth of an evaluation: their backward in one product
 
     def __init__(
         self,

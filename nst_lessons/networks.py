@@ -99,6 +99,8 @@ class FeatureNetwork(nn.Module):
         loss_weights: the default (α, β, γ) for this network and its weights.
         random: True when the filters are drawn from a seed, not trained.
         spec: the :class:`NetworkSpec` it was built from.
+        symmetric_gram: the style loss on this network takes the Gram's one-product backward
+            (:func:`nst_lessons.losses.gram_matrix`); False keeps autograd's numbers bitwise.
     """
 
     name: str
@@ -108,6 +110,7 @@ class FeatureNetwork(nn.Module):
     loss_weights: tuple[float, float, float]
     random: bool
     spec: NetworkSpec
+    symmetric_gram: bool = False
 
     # ----------------------------------------------------------------- layers
 

@@ -218,6 +218,8 @@ class Objective:
         self.style_network = self.model if style_network is model else _run_model(style_network, dtype, channels_last)
         self.content_layers = tuple(content_layers)
         self.style_layers = dict(style_layers)
+        self.symmetric_gram = style_network.symmetric_gram
+        """Whether the style loss takes the Gram's one-product backward (the style network's choice)."""
         self.uses = memory.network_uses(self.content_layers, tuple(self.style_layers), self.model, self.style_network)
         """``{network: layers}``: what :meth:`extract` runs, once per network."""
         self.layers = tuple(dict.fromkeys((*self.content_layers, *self.style_layers)))
@@ -271,9 +273,9 @@ class Objective:
         """L_style = sum_l w_l E_l, or with regions sum_r sum_l w_l E_l,r on the masked features
         (:mod:`nst_lessons.masks`), as a 0-dim tensor."""
         if self.regions is None:
-            return losses.style_loss(features, self.A, self.style_layers) if self.style_layers else zero
+            return losses.style_loss(features, self.A, self.style_layers, self.symmetric_gram) if self.style_layers else zero
         return sum(
-            (w * losses.style_layer_loss(features[n] * r.weights[n], r.A[n]) for r in self.regions for n, w in self.style_layers.items()),
+            (w * losses.style_layer_loss(features[n] * r.weights[n], r.A[n], self.symmetric_gram) for r in self.regions for n, w in self.style_layers.items()),
             zero,
         )  # fmt: skip
 

@@ -24,6 +24,17 @@ def test_gram_matrix_is_F_F_transpose() -> None:
                 assert G[b, i, j].item() == pytest.approx(sum(f[b, i, k] * f[b, j, k] for k in range(20)))
 
 
+def test_gram_symmetric_backward_is_the_gradient_for_any_upstream_gradient() -> None:
+    # gradcheck feeds non-symmetric dL/dG too: (g + g^T) F must hold for every g, not only for the
+    # style loss's symmetric one; and the forward is the plain Gram, bitwise.
+    F = rand(2, 3, 4, 5, seed=20).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda F: losses.gram_matrix(F, symmetric_backward=True), (F,))
+    assert torch.equal(losses.gram_matrix(F, symmetric_backward=True), losses.gram_matrix(F))
+    A = losses.gram_matrix(rand(2, 3, 4, 5, seed=21))
+    grads = [torch.autograd.grad(losses.style_layer_loss(F, A, symmetric), F)[0] for symmetric in (False, True)]
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-12, atol=1e-12 * grads[0].abs().max().item())
+
+
 def test_content_loss_is_half_the_squared_error() -> None:
     F, P = rand(1, 4, 3, 3, seed=1), rand(1, 4, 3, 3, seed=2)
     loss = losses.content_loss(F, P)
