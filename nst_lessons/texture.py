@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from nst_lessons import audio, memory
+from nst_lessons.data import SOUNDS
 from nst_lessons.files import check_outputs
 from nst_lessons.images import MIN_SIDE, ImageLike, check_output_path, load_image, save_image
 from nst_lessons.networks import FeatureNetwork
@@ -176,6 +177,11 @@ def run_texture(args: argparse.Namespace, image_defaults: dict[str, object]) -> 
     given = [flag for dest, flag in audio.SOUND_ONLY_OPTIONS.items() if getattr(args, dest) is not None]
     if given:
         raise ValueError(f"{given[0]} is for a sound texture, and STYLE {args.style} is not a sound")
+    if audio.is_sound_path(args.output):  # a misspelled example sound, named as such rather than as OUT's format
+        raise ValueError(
+            f"STYLE {args.style} is not a sound file or an example sound ({', '.join(SOUNDS)}), "
+            f"and OUT {args.output} is a sound"
+        )
     args.iterations = ITERATIONS if args.iterations is None else args.iterations
     return run_image_texture(args)
 
