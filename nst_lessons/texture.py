@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import sys
 from pathlib import Path
 
 import torch
@@ -207,6 +208,9 @@ def run_image_texture(args: argparse.Namespace) -> int:
         f"wrote {args.output} ({result.image.width}x{result.image.height}) after {result.iterations} iterations "
         f"in {result.seconds:.1f} s ({per_it:.1f} ms/iteration), best loss {result.best_loss:.4g}"
     )
+    if result.stopped is not None and result.stopped.startswith("interrupted"):  # as transfer: kept, then 130
+        print(f"nst-lessons: interrupted; {args.output} holds the best image so far", file=sys.stderr)
+        return 130
     return 0
 
 
