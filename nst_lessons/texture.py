@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import functools
+import sys
 from pathlib import Path
 
 import torch
 
 from nst_lessons import audio, memory
+from nst_lessons.data import SOUNDS
 from nst_lessons.files import check_outputs
 from nst_lessons.images import MIN_SIDE, ImageLike, check_output_path, load_image, save_image
 from nst_lessons.networks import FeatureNetwork
@@ -176,6 +178,11 @@ def run_texture(args: argparse.Namespace, image_defaults: dict[str, object]) -> 
     given = [flag for dest, flag in audio.SOUND_ONLY_OPTIONS.items() if getattr(args, dest) is not None]
     if given:
         raise ValueError(f"{given[0]} is for a sound texture, and STYLE {args.style} is not a sound")
+    if audio.is_sound_path(args.output):  # a misspelled example sound, named as such rather than as OUT's format
+        raise ValueError(
+            f"STYLE {args.style} is not a sound file or an example sound ({', '.join(SOUNDS)}), "
+            f"and OUT {args.output} is a sound"
+        )
     args.iterations = ITERATIONS if args.iterations is None else args.iterations
     return run_image_texture(args)
 
@@ -201,6 +208,9 @@ def run_image_texture(args: argparse.Namespace) -> int:
         f"wrote {args.output} ({result.image.width}x{result.image.height}) after {result.iterations} iterations "
         f"in {result.seconds:.1f} s ({per_it:.1f} ms/iteration), best loss {result.best_loss:.4g}"
     )
+    if result.stopped is not None and result.stopped.startswith("interrupted"):  # as transfer: kept, then 130
+        print(f"nst-lessons: interrupted; {args.output} holds the best image so far", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -279,3 +279,11 @@ def test_texture_takes_a_sound_or_an_image_and_refuses_the_other_kinds_options(f
     assert not any(tmp_path.glob("a.*"))
     assert cli.main(["texture", "rain", "-o", str(tmp_path / "rain.flac"), *sound_only, "--filters", "16", "--iterations", "2", "-q"]) == 0
     assert soundfile.info(str(tmp_path / "rain.flac")).frames == RATE
+
+
+def test_texture_names_a_misspelled_example_sound_not_the_output_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # 'rian' is neither a sound file nor an example sound: the line says so, not "cannot write an image format"
+    assert cli.main(["texture", "rian", "-o", str(tmp_path / "r.wav"), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nst-lessons: error: STYLE rian is not a sound file or an example sound (melody, rain, clicks, bells)"), err
+    assert list(tmp_path.iterdir()) == []

@@ -352,3 +352,19 @@ def test_results_or_csv_inside_the_folder_of_submissions_are_refused(
         ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "submissions"]
     assert [p.name for p in folder.iterdir()] == ["a.ipynb"]
+
+
+def test_an_unwritable_results_folder_is_refused_before_grading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import nst_lessons.grading.cli as grading_cli
+
+    submission = tmp_path / "hw.ipynb"
+    submission.write_text(notebook_text(SOURCE), encoding="utf-8")
+    monkeypatch.setattr(grading_cli, "grade_notebook", lambda *a, **k: pytest.fail("graded before the results folder was checked"))
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    monkeypatch.setattr(grading_cli, "check_writable", lambda f: (_ for _ in ()).throw(
+        PermissionError(f"cannot write to the folder {f} (Permission denied)")))
+    assert grade([str(submission), "--results", str(folder / "r.json")]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"nst-lessons grade: error: cannot write to the folder {folder} (Permission denied)"]

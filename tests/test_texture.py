@@ -120,3 +120,25 @@ def test_cli_never_overwrites_the_input(tmp_path: Path, capsys: pytest.CaptureFi
     assert source.read_bytes() == before
     status, err = _run(["texture", str(tmp_path / "missing.png"), "-o", str(tmp_path / "o.png")], capsys)
     assert status == 2 and "missing.png" in err and not (tmp_path / "o.png").exists()
+
+
+def test_cli_ctrl_c_writes_the_best_texture_and_exits_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import nst_lessons.texture as texture_module
+    from nst_lessons import transfer
+
+    real = texture_module.style_transfer
+
+    def ctrl_c(state: transfer.TransferState) -> None:
+        if state.iteration == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(texture_module, "style_transfer", lambda *a, **k: real(*a, **{**k, "callback": ctrl_c}))
+    source, out = tmp_path / "in.png", tmp_path / "out.png"
+    save_image(torch.rand(1, 3, 40, 40, generator=torch.Generator().manual_seed(0)), source)
+    status, err = _run(["texture", str(source), "-o", str(out), "--network", "multiscale", "--size", "40",
+                        "--iterations", "5", "-q"], capsys)  # fmt: skip
+    assert status == 130, err
+    assert err.splitlines()[-1] == f"nst-lessons: interrupted; {out} holds the best image so far"
+    assert out.is_file()

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from nst_lessons.arguments import non_negative
-from nst_lessons.files import same_file
+from nst_lessons.files import check_writable, same_file
 from nst_lessons.grading.cases import ASSIGNMENTS, HIDDEN_CASES_ENV, HIDDEN_SEED, hidden_cases, hidden_cases_from_json
 from nst_lessons.grading.confine import MEMORY_LIMIT, student_user
 from nst_lessons.grading.grader import Limits, find_submissions, grade_folder, grade_notebook, write_results
@@ -152,6 +152,13 @@ def run_grade(args: argparse.Namespace) -> int:
     clash = _output_clash(path, outputs)
     if clash:
         return _fail("grade", clash)
+    try:  # an unwritable place for the results is found before the grading, not after it
+        for output in outputs.values():
+            folder = output if output.is_dir() else output.parent
+            if folder.is_dir():
+                check_writable(folder)
+    except OSError as error:
+        return _fail("grade", str(error))
     try:
         user, why = student_user()
         if user is None and os.geteuid() == 0:
