@@ -322,6 +322,11 @@ def _warn(message, category, filename, lineno, file=None, line=None) -> None:  #
     print(f"nst-lessons: warning: {message}", file=sys.stderr)
 
 
+SIGTERM_AGAIN_SECONDS = 1.0
+"""After SIGTERM, how long until it is delivered again if the :class:`Terminated` it raised was
+swallowed (nothing has unwound to :func:`main` by then)."""
+
+
 class Terminated(BaseException):
     """SIGTERM, raised in the main thread. Unlike Ctrl-C, which keeps what is finished (the best
     image, a video's finished frames), it unwinds as an error does: every temporary file is removed
@@ -335,17 +340,30 @@ def _sigterm_raises() -> Iterator[None]:
         yield
         return
     pid = os.getpid()
+    unwound = threading.Event()
+
+    def again() -> None:
+        if not unwound.is_set():
+            os.kill(pid, signal.SIGTERM)
 
     def terminate(signum: int, frame: object) -> None:
         if os.getpid() != pid:  # a forked child (a DataLoader worker) ends as it would have without us
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             os.kill(os.getpid(), signal.SIGTERM)
+        if isinstance(sys.exc_info()[1], Terminated):  # already unwinding: let the clean-up finish
+            return
+        # Python ignores an exception raised where the handler happens to run inside an at-fork hook
+        # (logging's, while ffmpeg or a worker starts) or a __del__: then deliver the signal again.
+        timer = threading.Timer(SIGTERM_AGAIN_SECONDS, again)
+        timer.daemon = True
+        timer.start()
         raise Terminated
 
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
         yield
     finally:
+        unwound.set()
         signal.signal(signal.SIGTERM, previous)
 
 

@@ -391,3 +391,20 @@ def test_the_fps_messages_agree(capsys: pytest.CaptureFixture[str]) -> None:
         assert main(["video", "in.gif", "strokes", "-o", "out.gif", "--fps", value]) == 2
         messages.append(capsys.readouterr().err.replace(f"got {value}", "got X"))
     assert messages == ["nst-lessons video: error: argument --fps: must be a finite number > 0, got X (see --help)\n"] * 3
+
+
+def test_a_swallowed_sigterm_is_delivered_again() -> None:
+    """Python ignores an exception raised in a __del__ or an at-fork hook (logging's, while ffmpeg
+    starts: CI saw a video run finish with exit 0 after SIGTERM that way): the signal comes again."""
+
+    class Swallows:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(10_000):  # the handler runs here, and what it raises is ignored
+                pass
+
+    with pytest.raises(cli.Terminated), cli._sigterm_raises():
+        Swallows()
+        deadline = time.monotonic() + 20 * cli.SIGTERM_AGAIN_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
